@@ -1,0 +1,55 @@
+# latentsweep — `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+TORCH_VERSION ?=
+PORT   ?= 5000
+HOST   ?= 127.0.0.1
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-fast lint train sweep analyze ui dashboard bench bench-quick gpu-check clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install: $(PY) ## create .venv and install the project with its dev tools (TORCH_VERSION=2.13.0 pins torch first)
+	@if [ -n "$(TORCH_VERSION)" ]; then $(PY) -m pip install -q "torch==$(TORCH_VERSION)"; fi
+	$(PY) -m pip install -q -e ".[dev]"
+
+test: ## run the test suite (CPU; GPU tests skip without CUDA)
+	$(PY) -m pytest -q
+
+lint: ## ruff
+	$(BIN)/ruff check src tests benchmarks train.py analyze.py
+
+train: ## train the default model once (add ARGS="model=rnn_ae trainer.max_epochs=5")
+	$(PY) train.py $(ARGS)
+
+sweep: ## Optuna sweep over the default model's search space (ARGS="model=conv_ae ...")
+	$(PY) train.py -m hydra/sweeper=optuna $(ARGS)
+
+analyze: ## latent-space analysis of the best model (ARGS="run=<mlflow run id>")
+	$(PY) analyze.py $(ARGS)
+
+ui: ## MLflow UI on http://$(HOST):$(PORT) over the local store
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts --host $(HOST) --port $(PORT)
+
+dashboard: ## optuna-dashboard on the sweeps' SQLite storage (pip install .[dashboard])
+	$(BIN)/optuna-dashboard sqlite:///sweeps/optuna.db --host $(HOST) --port 8080
+
+bench-quick: ## benchmarks sized for 2 CPU cores (< 10 min)
+	$(PY) -m benchmarks.run --quick
+
+bench: ## full benchmarks (sized for a GPU box)
+	$(PY) -m benchmarks.run
+
+gpu-check: ## CUDA tests + trials-per-GPU table (needs a CUDA GPU, < 5 min)
+	$(PY) -m pytest -q -m gpu tests && $(PY) -m benchmarks.gpu_check
+
+clean: ## remove outputs/ and multirun/ (keeps mlruns/ and sweeps/)
+	rm -rf outputs multirun

@@ -1,0 +1,225 @@
+"""Structured-config schemas for every config group, registered in Hydra's ConfigStore.
+
+Each YAML file under `conf/<group>/` starts from one of these schemas (its defaults list names
+`<name>_schema`), so a misspelled key or a wrong type fails at composition, and `check()` rejects
+impossible values at start-up with a one-line message naming the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from . import checks
+from .checks import MAX_WIDTH
+
+
+# --- model --------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    _target_: str = MISSING
+    loss: str = "mse"
+
+    def check(self) -> None:
+        checks.one_of("model.loss", self.loss, ("mse", "l1", "huber", "bce"))
+
+
+@dataclass
+class RNNAEConfig(ModelConfig):
+    _target_: str = "latentsweep.models.rnn_ae.RNNAutoencoder"
+    hidden_size: int = 64
+    latent_dim: int = 16
+    num_layers: int = 1
+    cell: str = "gru"
+    bidirectional: bool = False
+    dropout: float = 0.0
+    sequence_path: str = "auto"
+
+    def check(self) -> None:
+        super().check()
+        checks.positive("model.hidden_size", self.hidden_size, upper=MAX_WIDTH)
+        checks.positive("model.latent_dim", self.latent_dim, upper=MAX_WIDTH)
+        checks.positive("model.num_layers", self.num_layers, upper=64)
+        checks.one_of("model.cell", self.cell, ("gru", "lstm"))
+        checks.fraction("model.dropout", self.dropout)
+        checks.one_of("model.sequence_path", self.sequence_path, ("auto", "padded", "packed"))
+        if self.sequence_path == "padded" and self.bidirectional:
+            from ..errors import ConfigError
+
+            raise ConfigError("model.sequence_path=padded is not exact for a bidirectional encoder "
+                              "— use model.sequence_path=packed or auto")
+
+
+# --- data ---------------------------------------------------------------------------------------
+@dataclass
+class DataConfig:
+    """Fields here are shared by every source; a subclass's own fields go to its `_target_`."""
+
+    _target_: str = MISSING
+    batch_size: int = 64
+    batching: str = "bucket"  # bucket | random
+    bucket_pool: int = 16  # batches per sorted pool when bucketing
+    val_fraction: float = 0.2
+    min_length: int = 8
+    normalize: str = "global"  # none | zscore (per series) | global | minmax
+    fixed_length: int | None = None
+    drop_nonfinite: bool = False
+    on_device: bool = True  # keep the data set on the GPU when training there
+
+    def check(self) -> None:
+        checks.positive("data.batch_size", self.batch_size, upper=1_000_000)
+        checks.one_of("data.batching", self.batching, ("bucket", "random"))
+        checks.positive("data.bucket_pool", self.bucket_pool)
+        checks.fraction("data.val_fraction", self.val_fraction)
+        checks.positive("data.min_length", self.min_length)
+        checks.one_of("data.normalize", self.normalize, ("none", "zscore", "global", "minmax"))
+        checks.positive("data.fixed_length", self.fixed_length, allow_none=True, upper=10_000_000)
+
+
+COMMON_DATA_FIELDS = frozenset(DataConfig.__dataclass_fields__)
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    _target_: str = "latentsweep.data.synthetic.make_synthetic"
+    n_series: int = 1200
+    shortest: int = 24
+    longest: int = 480
+    n_channels: int = 3
+    noise: float = 0.15
+    seed: int = 0
+
+    def check(self) -> None:
+        super().check()
+        checks.positive("data.n_series", self.n_series)
+        checks.positive("data.n_channels", self.n_channels)
+        if not 2 <= self.shortest <= self.longest:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"data.shortest={self.shortest} and data.longest={self.longest} must "
+                              "satisfy 2 <= shortest <= longest")
+
+
+@dataclass
+class ParquetDataConfig(DataConfig):
+    _target_: str = "latentsweep.data.parquet.load_parquet"
+    path: str = MISSING
+    id_column: str = "series_id"
+    value_columns: list[str] | None = None
+    time_column: str | None = None
+    label_column: str | None = None
+    list_column: bool = False
+
+
+# --- optimizer ----------------------------------------------------------------------------------
+@dataclass
+class OptimizerConfig:
+    _target_: str = MISSING
+    _partial_: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def check(self) -> None:
+        checks.positive("optimizer.lr", self.lr, upper=10.0)
+        checks.non_negative("optimizer.weight_decay", self.weight_decay)
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adam"
+
+
+@dataclass
+class AdamWConfig(OptimizerConfig):
+    _target_: str = "torch.optim.AdamW"
+    weight_decay: float = 0.01
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    _target_: str = "torch.optim.SGD"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+# --- trainer, tracking, top level ---------------------------------------------------------------
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 20
+    patience: int | None = 5  # epochs without validation improvement before stopping
+    grad_clip: float | None = 1.0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "32"  # 32 | bf16 (bf16 autocast, CUDA only)
+    num_threads: int | None = None  # torch CPU threads; sweeps set it per job
+    checkpoint_dir: str | None = None
+    resume: bool = False
+    resume_from: str | None = None  # a run's output dir or checkpoint dir
+    progress: bool | None = None  # tqdm bar; default: only on a terminal
+
+    def check(self) -> None:
+        checks.positive("trainer.max_epochs", self.max_epochs, upper=1_000_000)
+        checks.positive("trainer.patience", self.patience, allow_none=True)
+        checks.positive("trainer.grad_clip", self.grad_clip, allow_none=True)
+        checks.one_of("trainer.precision", str(self.precision), ("32", "bf16"))
+        checks.positive("trainer.num_threads", self.num_threads, allow_none=True)
+
+
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db
+    experiment: str = "latentsweep"
+    run_name: str | None = None
+    log_model: bool = True
+    n_reconstructions: int = 6
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "model": {"rnn_ae": RNNAEConfig},
+    "data": {"synthetic": SyntheticDataConfig, "parquet": ParquetDataConfig},
+    "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig},
+    "trainer": {"default": TrainerConfig},
+    "tracking": {"mlflow": TrackingConfig},
+}
+
+
+def all_schemas() -> dict[str, dict[str, type]]:
+    """SCHEMAS here plus those of the zoo, data-source and task modules (each owns its own)."""
+    from . import sources, tasks, zoo
+
+    merged: dict[str, dict[str, type]] = {}
+    for table in (SCHEMAS, zoo.SCHEMAS, sources.SCHEMAS, tasks.SCHEMAS):
+        for group, entries in table.items():
+            merged.setdefault(group, {}).update(entries)
+    return merged
+
+
+def register_configs() -> None:
+    """Store every schema as `<group>/<name>_schema` (idempotent)."""
+    cs = ConfigStore.instance()
+    for group, entries in all_schemas().items():
+        for name, node in entries.items():
+            cs.store(group=group, name=f"{name}_schema", node=node)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Run every group's `check()`; raises ConfigError on the first impossible value."""
+    for group in ("model", "data", "optimizer", "trainer"):
+        node = cfg.get(group)
+        if node is None:
+            continue
+        obj: Any = OmegaConf.to_object(node)
+        if hasattr(obj, "check"):
+            obj.check()
+    seed = cfg.get("seed", 0)
+    if not isinstance(seed, int) or seed < 0:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+__all__ = ["COMMON_DATA_FIELDS", "SCHEMAS", "register_configs", "validate", "field"]

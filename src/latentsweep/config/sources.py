@@ -1,0 +1,5 @@
+"""Schemas for the sources config groups; merged into the ConfigStore by `schema.register_configs`."""
+
+from __future__ import annotations
+
+SCHEMAS: dict[str, dict[str, type]] = {}

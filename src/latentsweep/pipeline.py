@@ -1,0 +1,207 @@
+"""`train(cfg) -> float`: one training run from a composed config.
+
+Glue only: validate the config, prepare data, build model and optimiser, run the loop, and
+hand results to tracking. Each step lives in its own module.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import figures
+from .build import build_model, build_optimizer, load_source
+from .config import COMMON_DATA_FIELDS, validate
+from .data import BatchLoader, BucketBatchSampler, PreparedData, collate, prepare
+from .errors import CheckpointError, ConfigError, DataError
+from .tracking import Tracker
+from .training import Checkpointer, fit, resolve_device, seed_everything
+from .training.device import configure_cuda
+
+log = logging.getLogger("latentsweep")
+
+RESUME_SEARCH_ROOT = Path("outputs")
+
+
+def load_data(data_cfg: DictConfig, seed: int) -> PreparedData:
+    try:
+        raw = load_source(data_cfg, COMMON_DATA_FIELDS)
+    except (DataError, ConfigError):
+        raise
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, (DataError, ConfigError)):
+            raise cause from exc
+        if isinstance(cause, ValueError):
+            raise DataError(str(cause).splitlines()[0]) from exc
+        raise
+    return prepare(raw, min_length=data_cfg.min_length, val_fraction=data_cfg.val_fraction, seed=seed,
+                   normalize=data_cfg.normalize, fixed_length=data_cfg.fixed_length,
+                   drop_nonfinite=data_cfg.drop_nonfinite)
+
+
+def make_loaders(data: PreparedData, data_cfg: DictConfig, seed: int,
+                 device: torch.device) -> tuple[BatchLoader, BatchLoader]:
+    train_set, val_set = data.train, data.val
+    if device.type == "cuda" and data_cfg.get("on_device", True):
+        train_set, val_set = train_set.to(device), val_set.to(device)  # small: slice on the GPU
+    train = BatchLoader(train_set, BucketBatchSampler(train_set.lengths, data_cfg.batch_size, seed=seed,
+                                                      mode=data_cfg.batching,
+                                                      pool_batches=data_cfg.bucket_pool), device)
+    val = BatchLoader(val_set, BucketBatchSampler(val_set.lengths, data_cfg.batch_size, seed=seed,
+                                                  mode="bucket", shuffle=False), device)
+    return train, val
+
+
+def _find_checkpoint_dir(trainer_cfg: DictConfig) -> Path:
+    """The checkpoint folder to resume from: `resume_from`, else the newest under outputs/."""
+    if trainer_cfg.resume_from:
+        base = Path(trainer_cfg.resume_from)
+        for candidate in (base / "checkpoint", base):
+            if (candidate / "LATEST").exists():
+                return candidate
+        raise CheckpointError(f"no checkpoint under {base} — point trainer.resume_from at a run's "
+                              "output directory (it holds checkpoint/LATEST)")
+    found = sorted(RESUME_SEARCH_ROOT.glob("**/checkpoint/LATEST"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise CheckpointError(f"trainer.resume=true but no checkpoint under {RESUME_SEARCH_ROOT}/ — "
+                              "set trainer.resume_from=<run output dir> or drop trainer.resume")
+    return found[-1].parent
+
+
+def fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """Config values a checkpoint must share with the run that resumes it."""
+    flat: dict[str, Any] = {"seed": cfg.seed}
+    for group in ("model", "data", "optimizer", "task"):
+        node = cfg.get(group)
+        if node is not None:
+            for key, value in OmegaConf.to_container(node, resolve=True).items():
+                flat[f"{group}.{key}"] = value
+    return flat
+
+
+def _save_config(cfg: DictConfig, data: PreparedData) -> dict[str, Any]:
+    return {
+        "model": OmegaConf.to_container(cfg.model, resolve=True),
+        "spec": data.spec.as_dict(),
+        "data": OmegaConf.to_container(cfg.data, resolve=True),
+        "task": OmegaConf.to_container(cfg.task, resolve=True) if cfg.get("task") else None,
+        "seed": cfg.seed,
+    }
+
+
+def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictConfig, device) -> None:
+    if not tracker.enabled:
+        return
+    tracker.log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+                         "epochs_run": result.epochs_run,
+                         "data_wait_share": result.data_wait_s / max(result.train_s, 1e-9)})
+    fig = figures.loss_curve(result.history, title=f"{cfg.model._target_.rsplit('.', 1)[-1]}")
+    tracker.log_figure(fig, "figures/loss_curve.png")
+    figures.close(fig)
+    n = min(cfg.tracking.n_reconstructions, len(data.val))
+    if n > 0 and hasattr(model, "reconstruct"):
+        picks = torch.linspace(0, len(data.val) - 1, n).round().long().tolist()
+        batch = collate(data.val.to("cpu"), picks).to(device)
+        recon = model.reconstruct(batch).float().cpu()
+        lengths = batch.lengths.tolist()
+        fig = figures.reconstructions([data.val[i] for i in picks],
+                                      [recon[j, : lengths[j]] for j in range(n)],
+                                      [data.val.ids[i] for i in picks], data.spec.image_shape)
+        tracker.log_figure(fig, "figures/reconstructions.png")
+        figures.close(fig)
+    if hasattr(model, "extra_figures"):
+        for name, fig in model.extra_figures(data.spec).items():
+            tracker.log_figure(fig, f"figures/{name}.png")
+            figures.close(fig)
+    if cfg.tracking.log_model:
+        tracker.log_model(model.state_dict(), _save_config(cfg, data))
+
+
+def objective_value(cfg: DictConfig, result) -> float:
+    name = cfg.get("objective", "val_loss")
+    if name == "val_loss":
+        return float(result.best_val_loss)
+    raise ConfigError(f"unknown objective={name!r} — use val_loss")
+
+
+def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> float:
+    """Train one model as `cfg` says; return the objective (best validation loss by default)."""
+    validate(cfg)
+    seed_everything(cfg.seed)
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    device = resolve_device(cfg.trainer.device)
+    if device.type == "cuda":
+        configure_cuda()
+    precision = str(cfg.trainer.precision)
+
+    data = load_data(cfg.data, cfg.seed)
+    model = build_model(cfg.model, data.spec, cfg.get("task")).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    train_loader, val_loader = make_loaders(data, cfg.data, cfg.seed, device)
+
+    checkpointer = None
+    if cfg.trainer.resume:
+        checkpointer = Checkpointer(_find_checkpoint_dir(cfg.trainer), fingerprint(cfg))
+        resume_state = checkpointer.load()  # fails fast on a corrupt or mismatched checkpoint
+    elif cfg.trainer.checkpoint_dir:
+        checkpointer = Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg))
+        resume_state = None
+    else:
+        resume_state = None
+
+    tracker = Tracker.from_config(cfg.tracking)
+    params = {k: OmegaConf.to_container(cfg[k], resolve=True)
+              for k in ("model", "data", "optimizer", "trainer", "task") if cfg.get(k) is not None}
+    params.update(seed=cfg.seed, objective=cfg.get("objective", "val_loss"),
+                  n_train=len(data.train), n_val=len(data.val),
+                  dropped_short=data.report["dropped_short"], n_parameters=sum(p.numel() for p in model.parameters()))
+    tags = {"model": cfg.model._target_.rsplit(".", 1)[-1], "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "precision": precision}
+    tags.update(cfg.get("extra_tags") or {})
+    resume_run_id = resume_state["loop"].get("mlflow_run_id") if resume_state else None
+    run_id = tracker.start(run_name=cfg.tracking.run_name, params=params if not resume_run_id else None,
+                           tags=tags, resume_run_id=resume_run_id,
+                           parent_run_id=(cfg.get("extra_tags") or {}).get("parent_run_id"))
+
+    def log_epoch(epoch: int, metrics: dict) -> None:
+        tracker.log_metrics(metrics, step=epoch)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        result = fit(model, optimizer, train_loader, val_loader, max_epochs=cfg.trainer.max_epochs,
+                     device=device, patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
+                     precision=precision, checkpointer=checkpointer, resume=bool(cfg.trainer.resume),
+                     callbacks=[log_epoch, *callbacks], progress=cfg.trainer.progress,
+                     loop_extras=lambda: {"mlflow_run_id": run_id})
+    except BaseException as exc:
+        pruned = type(exc).__name__ == "TrialPruned"
+        if pruned:
+            tracker.set_tags({"pruned": "true"})
+        else:
+            tracker.set_tags({"failure": f"{type(exc).__name__}: {str(exc)[:400]}"})
+        tracker.end("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    if not math.isfinite(result.best_val_loss):
+        tracker.end("FAILED")
+        raise DataError("no finite validation loss was recorded — check the data")
+
+    model.load_state_dict(result.best_state)
+    if device.type == "cuda":
+        tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
+    _log_results(tracker, model, data, result, cfg, device)
+    value = objective_value(cfg, result)
+    tracker.log_metrics({"objective": value})
+    tracker.end("FINISHED")
+    log.info("best val_loss %.5g at epoch %d of %d | MLflow run %s | store %s",
+             result.best_val_loss, result.best_epoch + 1, result.epochs_run, run_id, tracker.uri)
+    return value

@@ -1,0 +1,243 @@
+"""Everything MLflow: the store, runs, metrics, figures and the saved model.
+
+Uses `MlflowClient` with explicit run ids rather than MLflow's global "active run", so many
+trials in one worker process (the joblib launcher reuses them) never leak a run into each
+other. Models are stored as `model/weights.safetensors` + `model/config.yaml`: no pickle.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import TrackingError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORE_DIR = "mlruns"
+MODEL_DIR = "model"
+
+
+def default_tracking_uri(store_dir: str | os.PathLike = DEFAULT_STORE_DIR) -> str:
+    path = Path(store_dir).resolve()
+    return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """`tracking.uri`, else $MLFLOW_TRACKING_URI, else a SQLite database inside `mlruns/`."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def _artifact_location(uri: str) -> str | None:
+    """Artifacts beside a local SQLite store (`<dir>/artifacts`); servers choose their own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def _prepare_local_store(uri: str) -> None:
+    if not uri.startswith("sqlite:///"):
+        return
+    folder = Path(uri[len("sqlite:///"):]).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrackingError(f"cannot create the MLflow store folder {folder} ({exc.strerror}) — "
+                            "make it writable or set tracking.uri / MLFLOW_TRACKING_URI") from exc
+    if not os.access(folder, os.W_OK):
+        raise TrackingError(f"the MLflow store folder {folder} is not writable — fix its permissions "
+                            "or set tracking.uri / MLFLOW_TRACKING_URI to another store")
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def client_for(uri: str | None = None):
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(uri)
+    _prepare_local_store(uri)
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def get_or_create_experiment(client, name: str, uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        return client.create_experiment(name, artifact_location=_artifact_location(uri))
+    except MlflowException as exc:
+        if "already exists" in str(exc) or "UNIQUE constraint" in str(exc):  # a parallel worker won
+            return client.get_experiment_by_name(name).experiment_id
+        raise TrackingError(f"MLflow store {uri} refused the experiment: {str(exc).splitlines()[0]} — "
+                            "check tracking.uri") from exc
+    except Exception as exc:  # connection errors from a remote server, sqlite errors, ...
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrackingError(f"cannot reach the MLflow store {uri}: {first} — start the server or set "
+                            "tracking.uri / MLFLOW_TRACKING_URI") from exc
+
+
+class Tracker:
+    """One MLflow run. Disabled trackers accept every call and do nothing."""
+
+    def __init__(self, uri: str | None = None, experiment: str = "latentsweep", enabled: bool = True):
+        self.enabled = enabled
+        self.run_id: str | None = None
+        self.experiment_name = experiment
+        if not enabled:
+            self.uri = None
+            return
+        self.client, self.uri = client_for(uri)
+        self.experiment_id = get_or_create_experiment(self.client, experiment, self.uri)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> Tracker:
+        return cls(uri=cfg.get("uri"), experiment=cfg.get("experiment", "latentsweep"),
+                   enabled=cfg.get("enabled", True))
+
+    def start(self, run_name: str | None = None, params: Mapping[str, Any] | None = None,
+              tags: Mapping[str, str] | None = None, resume_run_id: str | None = None,
+              parent_run_id: str | None = None) -> str | None:
+        if not self.enabled:
+            return None
+        tags = dict(tags or {})
+        if parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+        try:
+            if resume_run_id and self._run_exists(resume_run_id):
+                self.run_id = resume_run_id
+                self.client.update_run(resume_run_id, status="RUNNING")
+                for k, v in tags.items():
+                    self.client.set_tag(resume_run_id, k, v)
+                return self.run_id
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        except TrackingError:
+            raise
+        except Exception as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise TrackingError(f"cannot start an MLflow run in {self.uri}: {first} — check tracking.uri") from exc
+        self.run_id = run.info.run_id
+        if params:
+            self.log_params(params)
+        return self.run_id
+
+    def _run_exists(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+            return True
+        except Exception:
+            return False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if not self.enabled:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self._retry(lambda: self.client.log_batch(self.run_id, metrics=batch))
+
+    def _retry(self, call, attempts: int = 5) -> None:
+        """SQLite stores shared by parallel trials can be briefly locked: retry with backoff."""
+        for attempt in range(attempts):
+            try:
+                call()
+                return
+            except Exception as exc:
+                if attempt == attempts - 1:
+                    raise TrackingError(f"MLflow store {self.uri} failed: {str(exc).splitlines()[0]} — "
+                                        "the checkpoint is intact; resume with trainer.resume=true") from exc
+                time.sleep(0.2 * 2**attempt)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self.enabled:
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, str(v))
+
+    def log_figure(self, figure, artifact_file: str) -> None:
+        if self.enabled:
+            self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_artifact_dir(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_model(self, state_dict: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        """`model/weights.safetensors` + `model/config.yaml` (model, data spec, data, task)."""
+        if not self.enabled:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            save_model_files(tmp, state_dict, config)
+            self.client.log_artifacts(self.run_id, tmp, MODEL_DIR)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.enabled and self.run_id is not None:
+            try:
+                self.client.set_terminated(self.run_id, status=status)
+            except Exception as exc:  # never hide the original error behind a tracking one
+                log.warning("could not mark MLflow run %s as %s: %s", self.run_id, status, exc)
+
+
+def save_model_files(folder: str | Path, state_dict: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    save_file(tensors, str(folder / "weights.safetensors"))
+    (folder / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
+
+
+def load_model_files(folder: str | Path):
+    """(model in eval mode, config dict) from a folder written by `save_model_files`."""
+    from safetensors.torch import load_file
+
+    from .build import build_model_from_dict
+
+    folder = Path(folder)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    model = build_model_from_dict(config["model"], config["spec"], config.get("task"))
+    model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+    model.eval()
+    return model, config
+
+
+def load_model(run_id: str, tracking_uri: str | None = None):
+    """Load the model a run saved (no pickle): returns (model in eval mode, config dict)."""
+    import mlflow
+
+    uri = resolve_tracking_uri(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_DIR,
+                                                        dst_path=tmp, tracking_uri=uri)
+        except Exception as exc:
+            raise TrackingError(f"run {run_id} has no saved model in {uri} ({str(exc).splitlines()[0]}) "
+                                "— pick a finished run with tracking.log_model=true") from exc
+        return load_model_files(local)

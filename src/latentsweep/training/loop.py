@@ -1,0 +1,173 @@
+"""The training loop: plain, model-agnostic, resumable.
+
+It only calls the shared model interface (`forward`, `loss`) and reports each epoch to
+callbacks (MLflow logging, Optuna pruning, ...) that it knows nothing about.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.batching import BatchLoader
+from ..errors import DivergedError
+from .checkpoint import Checkpointer, set_rng_state, state_dict_to_cpu
+
+log = logging.getLogger(__name__)
+
+
+class EpochCallback(Protocol):
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Called after every epoch; may raise to stop training (e.g. optuna.TrialPruned)."""
+
+
+@dataclass
+class FitResult:
+    best_val_loss: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, float]]
+    best_state: dict[str, torch.Tensor]
+    stopped_early: bool = False
+    data_wait_s: float = 0.0
+    train_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, precision: str,
+               grad_clip: float | None, epoch: int) -> dict[str, float]:
+    """Mean of each loss term over valid time steps of the whole epoch."""
+    model.train(train)
+    sums: dict[str, torch.Tensor] = {}
+    weight_total = 0.0
+    grad_ctx = contextlib.nullcontext() if train else torch.no_grad()
+    with grad_ctx:
+        for step, batch in enumerate(loader):
+            with _autocast(device, precision):
+                output = model(batch)
+                terms = model.loss(batch, output)
+            loss = terms["loss"]
+            if train:
+                if not torch.isfinite(loss):
+                    raise DivergedError(
+                        f"training loss became {float(loss)} at epoch {epoch}, batch {step} — lower "
+                        "optimizer.lr, set trainer.grad_clip, or check the data for extreme values")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+                optimizer.step()
+            weight = float(batch.lengths.sum())
+            weight_total += weight
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float() * weight
+    return {name: float(total) / max(weight_total, 1.0) for name, total in sums.items()}
+
+
+def fit(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_loader: BatchLoader,
+    val_loader: BatchLoader,
+    *,
+    max_epochs: int,
+    device: torch.device,
+    patience: int | None = None,
+    grad_clip: float | None = None,
+    precision: str = "32",
+    checkpointer: Checkpointer | None = None,
+    resume: bool = False,
+    callbacks: Sequence[EpochCallback] = (),
+    progress: bool | None = None,
+    on_resume: Callable[[dict[str, Any]], None] | None = None,
+    loop_extras: Callable[[], dict[str, Any]] | None = None,
+) -> FitResult:
+    """Train for up to `max_epochs`, keep the weights with the lowest validation loss.
+
+    With `resume=True` the loop continues from `checkpointer`'s last epoch and, for the same
+    seed, ends with the same weights as an uninterrupted run.
+    """
+    start_epoch, history = 0, []
+    best_val, best_epoch, bad_epochs = math.inf, -1, 0
+    best_state = state_dict_to_cpu(model.state_dict())
+    if resume and checkpointer is not None:
+        ckpt = checkpointer.load(map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+        loop = ckpt["loop"]
+        start_epoch = ckpt["epoch"] + 1
+        history = loop["history"]
+        best_val, best_epoch, bad_epochs = loop["best_val"], loop["best_epoch"], loop["bad_epochs"]
+        if ckpt["best_state"] is not None:
+            best_state = ckpt["best_state"]
+        if on_resume:
+            on_resume(loop)
+        log.info("resumed from epoch %d (best val_loss %.5g)", ckpt["epoch"], best_val)
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = tqdm(range(start_epoch, max_epochs), desc="epochs", disable=not progress, leave=False,
+               initial=start_epoch, total=max_epochs)
+    stopped_early = False
+    train_loader.data_wait_s = val_loader.data_wait_s = 0.0
+    t_start = time.perf_counter()
+    for epoch in bar:
+        if history and patience and bad_epochs >= patience:
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        train_loader.set_epoch(epoch)
+        train_terms = _run_epoch(model, train_loader, optimizer, train=True, device=device,
+                                 precision=precision, grad_clip=grad_clip, epoch=epoch)
+        val_terms = _run_epoch(model, val_loader, optimizer, train=False, device=device,
+                               precision=precision, grad_clip=None, epoch=epoch)
+        val_loss = val_terms["loss"]
+        if not math.isfinite(val_loss):
+            raise DivergedError(f"validation loss became {val_loss} at epoch {epoch} — lower "
+                                "optimizer.lr or set trainer.grad_clip")
+        metrics = {"train_loss": train_terms["loss"], "val_loss": val_loss,
+                   "epoch_time_s": time.perf_counter() - t0}
+        metrics.update({f"train_{k}": v for k, v in train_terms.items() if k != "loss"})
+        metrics.update({f"val_{k}": v for k, v in val_terms.items() if k != "loss"})
+        if val_loss < best_val:
+            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
+            best_state = state_dict_to_cpu(model.state_dict())
+        else:
+            bad_epochs += 1
+        metrics["best_val_loss"] = best_val
+        history.append({"epoch": epoch, **metrics})
+        log.info("epoch %d/%d train_loss %.5g val_loss %.5g (%.2fs)", epoch + 1, max_epochs,
+                 metrics["train_loss"], val_loss, metrics["epoch_time_s"])
+        bar.set_postfix(train=f"{metrics['train_loss']:.4g}", val=f"{val_loss:.4g}")
+        if checkpointer is not None:
+            loop_state = {"history": history, "best_val": best_val, "best_epoch": best_epoch,
+                          "bad_epochs": bad_epochs}
+            if loop_extras:
+                loop_state.update(loop_extras())
+            checkpointer.save(epoch=epoch, model=model, optimizer=optimizer, best_state=best_state,
+                              loop_state=loop_state)
+        for callback in callbacks:
+            callback(epoch, metrics)
+    else:
+        stopped_early = bool(patience and bad_epochs >= patience and len(history) < max_epochs)
+    bar.close()
+    return FitResult(best_val_loss=best_val, best_epoch=best_epoch, epochs_run=len(history),
+                     history=history, best_state=best_state, stopped_early=stopped_early,
+                     data_wait_s=train_loader.data_wait_s + val_loader.data_wait_s,
+                     train_s=time.perf_counter() - t_start)

@@ -1,0 +1,61 @@
+"""Shared fixtures: real Hydra composition, a tmp MLflow store, tiny data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from latentsweep.config import register_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(ROOT / "conf")
+
+# Small enough for 2 CPU cores: a few seconds per run.
+TINY = [
+    "data.n_series=160",
+    "data.shortest=12",
+    "data.longest=60",
+    "data.batch_size=16",
+    "model.hidden_size=32",
+    "model.latent_dim=4",
+    "trainer.max_epochs=3",
+    "trainer.progress=false",
+    "optimizer.lr=0.01",
+]
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cwd(tmp_path, monkeypatch):
+    """Every test runs in its own folder: outputs/, mlruns/ and sweeps/ never touch the repo."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+@pytest.fixture
+def make_cfg(tmp_path, mlflow_uri):
+    """compose(overrides) -> the config `train.py` would get, with tmp checkpoint and store."""
+
+    def _make(overrides: list[str] | tuple[str, ...] = (), tiny: bool = True, config_name: str = "train"):
+        register_configs()
+        GlobalHydra.instance().clear()
+        base = [f"tracking.uri={mlflow_uri}", f"trainer.checkpoint_dir={tmp_path / 'run' / 'checkpoint'}"]
+        if config_name != "train":
+            base = []
+        with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+            return compose(config_name=config_name, overrides=base + (TINY if tiny else []) + list(overrides))
+
+    yield _make
+    GlobalHydra.instance().clear()

@@ -1,0 +1,23 @@
+"""Train one autoencoder, or sweep many: `python train.py [-m] [group=option] [key=value]`.
+
+A thin Hydra entry point over `latentsweep.pipeline.train(cfg)`; see README.md.
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from latentsweep.cli import friendly_errors
+from latentsweep.config import register_configs
+from latentsweep.pipeline import train
+
+register_configs()
+
+
+@hydra.main(config_path="conf", config_name="train")
+@friendly_errors
+def main(cfg: DictConfig) -> float:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
