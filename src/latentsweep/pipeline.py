@@ -20,6 +20,7 @@ from .build import build_model, build_optimizer, load_source
 from .config import COMMON_DATA_FIELDS, validate
 from .data import BatchLoader, BucketBatchSampler, PreparedData, collate, prepare
 from .errors import CheckpointError, ConfigError, DataError
+from .objectives import objective_value
 from .tracking import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
 from .training.device import configure_cuda
@@ -116,19 +117,18 @@ def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictC
                                       [data.val.ids[i] for i in picks], data.spec.image_shape)
         tracker.log_figure(fig, "figures/reconstructions.png")
         figures.close(fig)
-    if hasattr(model, "extra_figures"):
-        for name, fig in model.extra_figures(data.spec).items():
-            tracker.log_figure(fig, f"figures/{name}.png")
-            figures.close(fig)
+    if hasattr(model, "sample"):  # generative models (vrae): series drawn from the prior
+        length = data.spec.fixed_length or int(data.val.lengths.float().median())
+        with torch.no_grad():
+            samples = model.sample(min(6, max(n, 1)), length).float().cpu()
+        fig = figures.reconstructions(list(samples), list(samples), [f"prior {i}" for i in range(len(samples))],
+                                      data.spec.image_shape, title="samples from the prior")
+        tracker.log_figure(fig, "figures/prior_samples.png")
+        figures.close(fig)
     if cfg.tracking.log_model:
         tracker.log_model(model.state_dict(), _save_config(cfg, data))
 
 
-def objective_value(cfg: DictConfig, result) -> float:
-    name = cfg.get("objective", "val_loss")
-    if name == "val_loss":
-        return float(result.best_val_loss)
-    raise ConfigError(f"unknown objective={name!r} — use val_loss")
 
 
 def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> float:
@@ -199,7 +199,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     if device.type == "cuda":
         tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
     _log_results(tracker, model, data, result, cfg, device)
-    value = objective_value(cfg, result)
+    value = objective_value(cfg.get("objective", "val_loss"), model=model, data=data, result=result,
+                            device=device)
     tracker.log_metrics({"objective": value})
     tracker.end("FINISHED")
     log.info("best val_loss %.5g at epoch %d of %d | MLflow run %s | store %s",

@@ -24,7 +24,7 @@ class ModelConfig:
     loss: str = "mse"
 
     def check(self) -> None:
-        checks.one_of("model.loss", self.loss, ("mse", "l1", "huber", "bce"))
+        checks.one_of("model.loss", self.loss, ("auto", "mse", "l1", "huber", "bce"))
 
 
 @dataclass

@@ -23,6 +23,8 @@ class Autoencoder(nn.Module):
 
     def __init__(self, spec: DataSpec, loss: str = "mse"):
         super().__init__()
+        if loss == "auto":  # BCE on data in [0, 1] (images), MSE otherwise
+            loss = "bce" if spec.unit_range else "mse"
         if loss not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"unknown reconstruction loss {loss!r}; choose one of {RECONSTRUCTION_LOSSES}")
         if loss == "bce" and not spec.unit_range:
@@ -56,6 +58,9 @@ class Autoencoder(nn.Module):
     def output_to_values(self, recon: Tensor) -> Tensor:
         """Map the decoder output to data space (sigmoid for BCE logits)."""
         return torch.sigmoid(recon) if self.loss_kind == "bce" else recon
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook for schedules that depend on the epoch (e.g. a KL warm-up); default: nothing."""
 
     @torch.no_grad()
     def get_latent(self, batch: Batch) -> Tensor:

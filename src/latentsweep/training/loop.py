@@ -133,6 +133,8 @@ def fit(
             break
         t0 = time.perf_counter()
         train_loader.set_epoch(epoch)
+        if hasattr(model, "on_epoch_start"):
+            model.on_epoch_start(epoch)
         train_terms = _run_epoch(model, train_loader, optimizer, train=True, device=device,
                                  precision=precision, grad_clip=grad_clip, epoch=epoch)
         val_terms = _run_epoch(model, val_loader, optimizer, train=False, device=device,
