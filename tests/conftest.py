@@ -54,7 +54,7 @@ def make_cfg(tmp_path, mlflow_uri):
         base = [f"tracking.uri={mlflow_uri}", f"trainer.checkpoint_dir={tmp_path / 'run' / 'checkpoint'}"]
         if config_name != "train":
             base = []
-        with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
+        with initialize_config_dir(config_dir=CONF_DIR):
             return compose(config_name=config_name, overrides=base + (TINY if tiny else []) + list(overrides))
 
     yield _make

@@ -20,7 +20,7 @@ from .build import build_model, build_optimizer, load_source
 from .config import COMMON_DATA_FIELDS, validate
 from .data import BatchLoader, BucketBatchSampler, PreparedData, collate, prepare
 from .errors import CheckpointError, ConfigError, DataError
-from .objectives import objective_value
+from .objectives import get_objective, objective_value
 from .tracking import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
 from .training.device import configure_cuda
@@ -134,6 +134,7 @@ def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictC
 def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> float:
     """Train one model as `cfg` says; return the objective (best validation loss by default)."""
     validate(cfg)
+    get_objective(cfg.get("objective", "val_loss"))  # an unknown objective fails before any work
     seed_everything(cfg.seed)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)

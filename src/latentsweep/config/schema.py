@@ -203,7 +203,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     for group, entries in all_schemas().items():
         for name, node in entries.items():
-            cs.store(group=group, name=f"{name}_schema", node=node)
+            cs.store(group=group, name=f"{name}_schema", node=node, replace=True)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -65,7 +65,7 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
             if train:
                 if not torch.isfinite(loss):
                     raise DivergedError(
-                        f"training loss became {float(loss)} at epoch {epoch}, batch {step} — lower "
+                        f"training loss became {float(loss.detach())} at epoch {epoch}, batch {step} — lower "
                         "optimizer.lr, set trainer.grad_clip, or check the data for extreme values")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
