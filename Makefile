@@ -8,7 +8,7 @@ PORT   ?= 5000
 HOST   ?= 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint train sweep analyze ui dashboard bench bench-quick gpu-check clean
+.PHONY: help install test lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ ui: ## MLflow UI on http://$(HOST):$(PORT) over the local store
 
 dashboard: ## optuna-dashboard on the sweeps' SQLite storage (pip install .[dashboard])
 	$(BIN)/optuna-dashboard sqlite:///sweeps/optuna.db --host $(HOST) --port 8080
+
+ucr-data: ## copy the UCR sets the benchmarks use out of aeon's wheel into data/ucr/
+	$(PY) -m latentsweep.data.fetch_ucr ArrowHead PickupGestureWiimoteZ --dest data/ucr
 
 bench-quick: ## benchmarks sized for 2 CPU cores (< 10 min)
 	$(PY) -m benchmarks.run --quick
