@@ -28,3 +28,7 @@ class CheckpointError(LatentSweepError):
 
 class TrackingError(LatentSweepError):
     """The MLflow store cannot be reached or written."""
+
+
+class ResourceError(LatentSweepError):
+    """The run ran out of a resource (GPU memory) at the sizes it was given."""
