@@ -51,10 +51,18 @@ def _autocast(device: torch.device, precision: str):
 
 def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, precision: str,
                grad_clip: float | None, epoch: int) -> dict[str, float]:
-    """Mean of each loss term over valid time steps of the whole epoch."""
+    """Mean of each loss term over the epoch, plus the scores of the model's optional tally.
+
+    Terms are weighted by valid time steps, or by `model.batch_weight(batch)` when the model
+    defines it (a classifier: per series). Scores that need the whole epoch's predictions
+    (accuracy, macro-F1) come from `model.epoch_tally()`: an object with `update(batch, output)`
+    and `compute() -> {name: value}`.
+    """
     model.train(train)
     sums: dict[str, torch.Tensor] = {}
     weight_total = 0.0
+    batch_weight = getattr(model, "batch_weight", lambda b: float(b.lengths.sum()))
+    tally = model.epoch_tally() if hasattr(model, "epoch_tally") else None
     grad_ctx = contextlib.nullcontext() if train else torch.no_grad()
     with grad_ctx:
         for step, batch in enumerate(loader):
@@ -72,11 +80,14 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
                 if grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 optimizer.step()
-            weight = float(batch.lengths.sum())
+            weight = float(batch_weight(batch))
             weight_total += weight
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float() * weight
-    return {name: float(total) / max(weight_total, 1.0) for name, total in sums.items()}
+            if tally is not None:
+                tally.update(batch, output)
+    means = {name: float(total) / max(weight_total, 1e-12) for name, total in sums.items()}
+    return {**means, **(tally.compute() if tally is not None else {})}
 
 
 def fit(
