@@ -2,11 +2,22 @@
 
 Each objective is a function of the finished run (best model, data, loop result) plus a
 direction; sweeps read the direction from here so `objective=...` is the only switch.
+
+- `objective=val_loss` (default), `silhouette`, `probe_accuracy`, `latent_dim`, `n_parameters`.
+- With `task=classify`: `val_macro_f1`, `val_accuracy` (maximised).
+- `silhouette@<k>`: k-means with k clusters (default k: the number of classes).
+- Several objectives (a Pareto front): `objective=[val_loss,latent_dim]` (a Hydra list; the
+  string `val_loss+latent_dim` means the same). `train()` then returns a list of values, in that
+  order, and `directions(objective)` gives their directions.
+
+The latent-quality objectives use the functions of `latentsweep.analysis.metrics`, so a sweep's
+number means the same as the one `python analyze.py` reports.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,26 +29,182 @@ class Objective:
     direction: str  # "minimize" | "maximize"
     compute: Callable[..., float]
     needs_labels: bool = False
+    takes_k: bool = False  # accepts a "@<k>" suffix (number of clusters)
+
+
+def _latents(context: dict[str, Any], split: str):
+    """Eval-mode latents of one split, computed once per `objective_value` call."""
+    cache = context["_cache"]
+    if split not in cache:
+        from .analysis.latents import encode_series
+
+        subset = getattr(context["data"], split)
+        cache[split] = encode_series(context["model"], subset, with_errors=False,
+                                     device=context.get("device")).latents
+    return cache[split]
 
 
 def _best_val_loss(*, result: Any, **_: Any) -> float:
     return float(result.best_val_loss)
 
 
+def _silhouette(*, k: int | None = None, **context: Any) -> float:
+    """Silhouette of k-means on the validation latents: how clustered the latent space is."""
+    from .analysis.metrics import kmeans_silhouette
+
+    k = k or context["data"].spec.n_classes
+    if not k:
+        raise ConfigError(_needs_k_message("silhouette"))
+    return kmeans_silhouette(_latents(context, "val"), int(k))
+
+
+def _probe_accuracy(**context: Any) -> float:
+    """Validation accuracy of a logistic regression fitted on the training latents."""
+    from .analysis.metrics import probe
+
+    data = context["data"]
+    return probe(_latents(context, "train"), data.train.labels.cpu().numpy(),
+                 _latents(context, "val"), data.val.labels.cpu().numpy(),
+                 n_classes=data.spec.n_classes).accuracy
+
+
+def _latent_dim(**context: Any) -> float:
+    """Size of the representation (for a reconstruction-vs-compactness Pareto front)."""
+    return float(_latents(context, "val").shape[1])
+
+
+def _n_parameters(*, model: Any, **_: Any) -> float:
+    return float(sum(p.numel() for p in model.parameters()))
+
+
+def _best_epoch_score(metric: str) -> Callable[..., float]:
+    """A classifier's per-epoch score (task=classify) at the epoch whose weights were kept."""
+    def compute(*, result: Any, **_: Any) -> float:
+        row = next((h for h in result.history if h["epoch"] == result.best_epoch), {})
+        if metric not in row:
+            raise ConfigError(f"objective={metric} needs task=classify (no {metric} was recorded) "
+                              "— add task=classify or use objective=val_loss")
+        return float(row[metric])
+    return compute
+
+
 OBJECTIVES: dict[str, Objective] = {
     "val_loss": Objective("minimize", _best_val_loss),
+    "silhouette": Objective("maximize", _silhouette, takes_k=True),
+    "probe_accuracy": Objective("maximize", _probe_accuracy, needs_labels=True),
+    "latent_dim": Objective("minimize", _latent_dim),
+    "n_parameters": Objective("minimize", _n_parameters),
+    # task=classify: validation scores of the kept (lowest val_loss) epoch
+    "val_macro_f1": Objective("maximize", _best_epoch_score("val_macro_f1"), needs_labels=True),
+    "val_accuracy": Objective("maximize", _best_epoch_score("val_accuracy"), needs_labels=True),
 }
 
 
+def _parse(name: str) -> tuple[str, int | None]:
+    """'silhouette@8' -> ('silhouette', 8); 'val_loss' -> ('val_loss', None)."""
+    base, sep, arg = str(name).strip().partition("@")
+    if base not in OBJECTIVES:
+        raise ConfigError(f"unknown objective={name!r} — choose one of {sorted(OBJECTIVES)} "
+                          "(or a list such as objective=[val_loss,latent_dim])")
+    if not sep:
+        return base, None
+    if not OBJECTIVES[base].takes_k or not arg.isdigit() or int(arg) < 2:
+        raise ConfigError(f"objective={name!r}: only silhouette takes '@<k>', with an integer k >= 2 "
+                          "— e.g. objective=silhouette@4")
+    return base, int(arg)
+
+
+def objective_names(objective: str | Sequence[str]) -> list[str]:
+    """The objectives of `objective` in order: a name, 'a+b', or a list (e.g. Hydra's ListConfig)."""
+    if isinstance(objective, str):
+        names = [part.strip() for part in objective.split("+")]
+    else:
+        names = [str(part).strip() for part in objective]
+    if not names or any(not n for n in names):
+        raise ConfigError(f"empty objective in {objective!r} — e.g. objective=val_loss or "
+                          "objective=[val_loss,latent_dim]")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"objective {list(names)} repeats a name — list each objective once")
+    for name in names:
+        _parse(name)
+    return names
+
+
+def is_multi(objective: str | Sequence[str]) -> bool:
+    return len(objective_names(objective)) > 1
+
+
+def check_objective(objective: str | Sequence[str], spec: Any = None) -> None:
+    """Fail before training, not after it: unknown names, and label-based objectives on unlabelled data."""
+    for name in objective_names(objective):
+        base, k = _parse(name)
+        if spec is None or spec.n_classes:
+            continue
+        if OBJECTIVES[base].needs_labels:
+            raise ConfigError(_needs_labels_message(name))
+        if OBJECTIVES[base].takes_k and k is None:
+            raise ConfigError(_needs_k_message(name))
+
+
+def _needs_k_message(name: str) -> str:
+    return (f"objective={name} needs a number of clusters and the data has no labels "
+            f"— use objective={name}@<k>")
+
+
+def _needs_labels_message(name: str) -> str:
+    return (f"objective={name} needs labelled series and these have none — set "
+            "data.label_column=<column> or use objective=val_loss or silhouette@<k>")
+
+
 def get_objective(name: str) -> Objective:
-    if name not in OBJECTIVES:
-        raise ConfigError(f"unknown objective={name!r} — choose one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name]
+    return OBJECTIVES[_parse(name)[0]]
 
 
-def objective_value(name: str, **context: Any) -> float:
-    return float(get_objective(name).compute(**context))
+def objective_value(objective: str | Sequence[str], **context: Any) -> float | list[float]:
+    """The value(s) to report: a float for one objective, a list (same order) for several."""
+    context.setdefault("_cache", {})  # latents shared by the objectives of one call
+    values = [_value(name, context) for name in objective_names(objective)]
+    return values if len(values) > 1 else values[0]
 
 
-def direction(name: str) -> str:
-    return get_objective(name).direction
+def _value(name: str, context: dict[str, Any]) -> float:
+    base, k = _parse(name)
+    obj = OBJECTIVES[base]
+    data = context.get("data")
+    if obj.needs_labels and (data is None or data.train.labels is None):
+        raise ConfigError(_needs_labels_message(name))
+    from .analysis.metrics import limited_threads
+
+    with limited_threads(1):  # small matrices; parallel trials must not stall each other's BLAS
+        if obj.takes_k:
+            return float(obj.compute(k=k, **context))
+        return float(obj.compute(**context))
+
+
+def direction(objective: str | Sequence[str]) -> str:
+    """'minimize' | 'maximize' of a single objective; several objectives need `directions`."""
+    dirs = directions(objective)
+    if len(dirs) > 1:
+        raise ConfigError(f"objective={objective_names(objective)} has several directions {dirs} "
+                          "— a multi-objective sweep must use objectives.directions()")
+    return dirs[0]
+
+
+def directions(objective: str | Sequence[str]) -> list[str]:
+    """One direction per objective, in the order `objective_value` returns the values."""
+    return [get_objective(name).direction for name in objective_names(objective)]
+
+
+def metric_name(name: str) -> str:
+    """An MLflow-safe metric name for one objective ('silhouette@4' -> 'objective.silhouette_k4')."""
+    return "objective." + re.sub(r"[^0-9A-Za-z_.\-/ ]", "_", str(name).replace("@", "_k"))
+
+
+def objective_metrics(objective: str | Sequence[str], value: float | Sequence[float]) -> dict[str, float]:
+    """Metrics to log: `objective` (single objective only) and `objective.<name>` for each."""
+    names = objective_names(objective)
+    values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)]
+    metrics = {metric_name(n): v for n, v in zip(names, values)}
+    if len(values) == 1:
+        metrics["objective"] = values[0]
+    return metrics

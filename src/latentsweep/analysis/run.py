@@ -1,0 +1,309 @@
+"""`analyze(cfg) -> dict`: latent-space analysis of one trained model, logged as a nested MLflow run.
+
+Steps: find the model (run id, else the registry's `latentsweep-<model>@best`, else the finished
+run with the lowest best_val_loss) -> rebuild its data from the stored config (same split and
+normalisation) -> encode every series -> cluster and probe the latents and, as the baseline, the
+raw series -> figures, parquet, metrics and a markdown table on a run nested under the analysed one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .. import figures, tracking
+from ..data import PreparedData
+from ..errors import ConfigError, DataError, TrackingError
+from ..pipeline import load_data
+from ..training import resolve_device
+from . import report
+from .latents import encode_series, latent_columns, latents_frame, reconstruct_series, write_latents
+from .metrics import choose_k, clustering_scores, limited_threads, probe, raw_features, subsample
+
+log = logging.getLogger("latentsweep")
+
+REGISTRY_PREFIX = "latentsweep-"
+MAX_DEFAULT_RAW_LENGTH = 512  # the raw baseline's default resampling length is capped here
+ANALYSIS_TAG = "latentsweep.analysis"  # on analysis runs, so searches for training runs skip them
+
+
+@dataclass
+class ModelSource:
+    run_id: str | None  # the training run the model came from (the analysis run nests under it)
+    model: Any
+    config: dict
+    description: str
+
+
+# --- which model ----------------------------------------------------------------------------
+def _model_target(model: str) -> str | None:
+    """`_target_` of conf/model/<model>.yaml's schema, to recognise that model's runs."""
+    from ..config.schema import all_schemas
+
+    schema = all_schemas().get("model", {}).get(model)
+    return getattr(schema, "_target_", None) if schema is not None else None
+
+
+def _from_registry(client, uri: str, model: str, alias: str) -> ModelSource | None:
+    name = f"{REGISTRY_PREFIX}{model}"
+    loader = getattr(tracking, "load_registered_model", None)
+    if loader is None:
+        log.info("tracking.load_registered_model is not available: falling back to the finished run "
+                 "with the lowest best_val_loss")
+        return None
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except Exception:
+        log.info("no registered model %s@%s in %s: falling back to the finished run with the lowest "
+                 "best_val_loss", name, alias, uri)
+        return None
+    loaded, config = loader(name, alias=alias, tracking_uri=uri)
+    return ModelSource(version.run_id, loaded, config,
+                       f"registered model {name}@{alias} (version {version.version}, run {version.run_id})")
+
+
+def _best_finished_run(client, uri: str, experiment: str, model: str | None) -> ModelSource:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise TrackingError(f"no experiment {experiment!r} in {uri} — train a model first (python train.py), "
+                            "set tracking.experiment, or pass run=<id>")
+    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              order_by=["metrics.best_val_loss ASC"], max_results=1000)
+    runs = [r for r in runs if math.isfinite(r.data.metrics.get("best_val_loss", math.nan))
+            and ANALYSIS_TAG not in r.data.tags]
+    target = _model_target(model) if model else None
+    if model:
+        runs = [r for r in runs if (r.data.params.get("model._target_") == target if target
+                                    else f".{model}." in r.data.params.get("model._target_", ""))]
+    runs.sort(key=lambda r: r.data.metrics["best_val_loss"])
+    for run in runs:
+        if client.list_artifacts(run.info.run_id, tracking.MODEL_DIR):
+            loaded, config = tracking.load_model(run.info.run_id, uri)
+            loss = run.data.metrics["best_val_loss"]
+            log.info("analysing run %s: the finished %srun with the lowest best_val_loss (%.5g) in "
+                     "experiment %r", run.info.run_id, f"{model} " if model else "", loss, experiment)
+            return ModelSource(run.info.run_id, loaded, config,
+                               f"run {run.info.run_id} (lowest best_val_loss {loss:.5g})")
+    which = f"{model} " if model else ""
+    raise TrackingError(f"no finished {which}run with a saved model in experiment {experiment!r} at {uri} — "
+                        f"train one (python train.py{f' model={model}' if model else ''}) or pass run=<id>")
+
+
+def resolve_model(cfg: DictConfig, client, uri: str) -> ModelSource:
+    """`run=<id>`, else the registry's `latentsweep-<model>@<alias>`, else the best finished run."""
+    if cfg.run:
+        loaded, config = tracking.load_model(str(cfg.run), uri)
+        return ModelSource(str(cfg.run), loaded, config, f"run {cfg.run}")
+    if cfg.model_name:
+        found = _from_registry(client, uri, str(cfg.model_name), str(cfg.alias))
+        if found is not None:
+            return found
+    return _best_finished_run(client, uri, str(cfg.tracking.experiment), cfg.model_name)
+
+
+# --- data -----------------------------------------------------------------------------------
+def rebuild_data(config: dict) -> PreparedData:
+    """The run's data with its own split and normalisation (same source config, same seed)."""
+    if not config.get("data"):
+        raise TrackingError("the model's config.yaml has no data section — retrain with the current code")
+    data = load_data(OmegaConf.create(config["data"]), int(config.get("seed", 0)))
+    stored = config.get("spec") or {}
+    for key in ("n_channels", "n_classes"):
+        if key in stored and stored[key] != getattr(data.spec, key):
+            raise DataError(f"the data rebuilt from the run's config has {key}={getattr(data.spec, key)}, "
+                            f"but the model was trained with {stored[key]} — the source data changed; "
+                            "restore it or retrain")
+    return data
+
+
+def _check(cfg: DictConfig) -> None:
+    if cfg.k is not None and int(cfg.k) < 2:
+        raise ConfigError(f"k={cfg.k}: need at least 2 clusters — set k>=2 or k=null")
+    for key in ("raw_length", "max_points"):
+        if cfg.get(key) is not None and int(cfg[key]) < 2:
+            raise ConfigError(f"{key}={cfg[key]} is too small — set {key}>=2 or {key}=null")
+    if cfg.get("num_threads") is not None and int(cfg.num_threads) < 1:
+        raise ConfigError(f"num_threads={cfg.num_threads} must be >= 1 — or null to leave the defaults")
+    for key in ("batch_size", "n_worst"):
+        if int(cfg[key]) < (1 if key == "batch_size" else 0):
+            raise ConfigError(f"{key}={cfg[key]} must be positive — e.g. {key}=256")
+
+
+# --- the analysis ---------------------------------------------------------------------------
+def analyze(cfg: DictConfig) -> dict[str, Any]:
+    """Run the whole analysis; returns metrics, the table, run ids and timings (see module doc)."""
+    _check(cfg)
+    with limited_threads(cfg.get("num_threads")):
+        return _analyze(cfg)
+
+
+def _analyze(cfg: DictConfig) -> dict[str, Any]:
+    timings: dict[str, float] = {}
+    t0 = last = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        timings[name] = now - last
+        last = now
+
+    seed = int(cfg.seed)
+    client, uri = tracking.client_for(cfg.tracking.uri)
+    source = resolve_model(cfg, client, uri)
+    device = resolve_device(str(cfg.device))
+    model = source.model.to(device).eval()
+    data = rebuild_data(source.config)
+    lap("load")
+
+    enc_train = encode_series(model, data.train, batch_size=int(cfg.batch_size), device=device)
+    enc_val = encode_series(model, data.val, batch_size=int(cfg.batch_size), device=device)
+    frame = latents_frame(data, enc_train, enc_val)
+    lap("encode")
+
+    z = frame[latent_columns(frame)].to_numpy(dtype=np.float64)
+    lengths = torch.cat([data.train.lengths, data.val.lengths])
+    raw_length = int(cfg.raw_length or data.spec.fixed_length
+                     or min(int(lengths.float().median()), MAX_DEFAULT_RAW_LENGTH))
+    raw = np.vstack([raw_features(data.train, raw_length), raw_features(data.val, raw_length)])
+    has_labels = "label_index" in frame
+    y = frame["label_index"].to_numpy() if has_labels else None
+    is_train = (frame["split"] == "train").to_numpy()
+    if not has_labels:
+        log.info("the data has no labels: NMI, ARI, the probe and the confusion matrix are skipped "
+                 "(only silhouettes are reported)")
+    idx = subsample(len(frame), cfg.max_points, seed)
+    if cfg.k:
+        k = int(cfg.k)
+    elif has_labels:
+        k = int(data.spec.n_classes or len(np.unique(y)))
+    else:
+        k = choose_k(z[idx], seed)
+        log.info("k=%d clusters: the best k-means silhouette of the latents for k in 2..10 (set k= to fix it)", k)
+    features = {"latent": z, "raw": raw}
+    clusters = {name: clustering_scores(x[idx], k, y[idx] if has_labels else None, seed)
+                for name, x in features.items()}
+    lap("cluster")
+    probes = None
+    if has_labels:
+        probes = {name: probe(x[is_train], y[is_train], x[~is_train], y[~is_train],
+                              n_classes=data.spec.n_classes, seed=seed) for name, x in features.items()}
+    lap("probe")
+
+    columns = list(features)
+    table = report.markdown_table(report.comparison_rows(clusters, probes), columns)
+    header = (f"latent space of {source.description}: {len(frame)} series ({int(is_train.sum())} train, "
+              f"{int((~is_train).sum())} val), latent {z.shape[1]} dims vs raw {raw.shape[1]} "
+              f"({raw_length} steps x {data.spec.n_channels} channels, z-normalised), k={k}"
+              + (f", clustering on {len(idx)} sampled series" if len(idx) < len(frame) else ""))
+    note = "silhouette: in each feature set's own standardised space (compare with care across columns)"
+    if not has_labels:
+        note += "; no labels: NMI, ARI and probe accuracy skipped"
+    summary = f"{header}\n\n{table}\n\n{note}\n"
+
+    metrics: dict[str, float] = {"k": k, "n_series": len(frame), "latent_dim": z.shape[1], "raw_dim": raw.shape[1]}
+    for name, per_method in clusters.items():
+        for method, scores in per_method.items():
+            for key in ("nmi", "ari", "silhouette"):
+                value = getattr(scores, key)
+                if value is not None and math.isfinite(value):
+                    metrics[f"{name}.{method}.{key}"] = value
+    if probes:
+        for name, result in probes.items():
+            metrics[f"{name}.probe_accuracy"] = result.accuracy
+            metrics[f"{name}.probe_C"] = result.C
+        metrics["majority_accuracy"] = probes["latent"].majority_accuracy
+    errors = frame["recon_error"].to_numpy() if "recon_error" in frame else None
+    if errors is not None:
+        metrics.update({"recon_error.mean": float(np.nanmean(errors)),
+                        "recon_error.p99": float(np.nanpercentile(errors, 99))})
+
+    parent_experiment = (client.get_experiment(client.get_run(source.run_id).info.experiment_id).name
+                         if source.run_id else str(cfg.tracking.experiment))
+    tracker = tracking.Tracker(uri=uri, experiment=parent_experiment)
+    run_id = tracker.start(
+        run_name=f"analysis {source.run_id[:8] if source.run_id else cfg.model_name}",
+        params={"analyzed_run": source.run_id, "source": source.description, "k": k, "raw_length": raw_length,
+                "max_points": cfg.max_points, "n_clustered": len(idx), "seed": seed, "device": str(device)},
+        tags={ANALYSIS_TAG: "true", "analyzed_run": str(source.run_id)},
+        parent_run_id=source.run_id)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            write_latents(frame, Path(tmp) / "latents.parquet")
+            (Path(tmp) / "summary.md").write_text(summary)
+            tracker.log_artifact_dir(tmp, "analysis")
+        logged = _log_figures(tracker, model, data, frame, clusters, probes, idx, z, seed, int(cfg.n_worst), device)
+        lap("figures")
+        metrics.update({f"time.{name}_s": value for name, value in timings.items()})
+        metrics["time.total_s"] = time.perf_counter() - t0
+        tracker.log_metrics(metrics)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end("FINISHED")
+    log.info("analysis logged to MLflow run %s (parent %s) in %s", run_id, source.run_id, uri)
+    return {"analysis_run_id": run_id, "analyzed_run_id": source.run_id, "source": source.description,
+            "metrics": metrics, "table": table, "summary": summary, "k": k, "has_labels": has_labels,
+            "figures": logged, "latents_artifact": "analysis/latents.parquet", "timings": timings,
+            "tracking_uri": uri}
+
+
+def _log_figures(tracker, model, data: PreparedData, frame, clusters, probes, idx, z, seed: int,
+                 n_worst: int, device) -> list[str]:
+    """Every figure of the analysis, logged under `figures/`; returns their artifact paths."""
+    logged: list[str] = []
+
+    def log_fig(fig, name: str) -> None:
+        tracker.log_figure(fig, f"figures/{name}")
+        figures.close(fig)
+        logged.append(f"figures/{name}")
+
+    class_names = list(data.spec.class_names or [])
+    if probes is not None:
+        colour = frame["label_index"].to_numpy()[idx]
+        names = class_names or [str(i) for i in range(int(colour.max()) + 1)]
+        colour_by = "label"
+    else:
+        colour = clusters["latent"]["kmeans"].assignments
+        names = [f"cluster {i}" for i in range(int(colour.max()) + 1)]
+        colour_by = "k-means cluster"
+    log_fig(report.embedding_figure(z[idx], colour, names, colour_by=colour_by, seed=seed), "latent_map.png")
+    if probes is not None:
+        log_fig(report.confusion_figure(probes, names), "probe_confusion.png")
+
+    if "recon_error" in frame and n_worst > 0:
+        errors = frame["recon_error"].to_numpy()
+        order = [int(i) for i in np.argsort(-np.nan_to_num(errors, nan=-np.inf))[:n_worst]]
+        n_train = len(data.train)
+        originals, recons, titles = [], [], []
+        for row in order:
+            subset, pos = (data.train, row) if row < n_train else (data.val, row - n_train)
+            originals.append(subset[pos])
+            recons.append(reconstruct_series(model, subset, [pos], device)[0])
+            titles.append(f"{subset.ids[pos]} [{frame['split'].iat[row]}] err {errors[row]:.3g}")
+        log_fig(figures.reconstructions(originals, recons, titles, data.spec.image_shape,
+                                        title="worst-reconstructed series (anomaly candidates)"),
+                "worst_reconstructions.png")
+        threshold = float(errors[order[-1]])
+        log_fig(report.error_histogram(errors, frame["split"].to_numpy(), threshold), "recon_errors.png")
+
+    if hasattr(model, "sample"):  # generative models (vrae): series decoded from the prior
+        length = data.spec.fixed_length or int(torch.cat([data.train.lengths, data.val.lengths]).float().median())
+        generator = torch.Generator().manual_seed(seed)
+        try:
+            samples = model.sample(6, length, generator=generator).float().cpu()
+        except TypeError:  # a sample() without a generator argument
+            samples = model.sample(6, length).float().cpu()
+        log_fig(figures.reconstructions(list(samples), list(samples), [f"prior {i}" for i in range(len(samples))],
+                                        data.spec.image_shape, title="series generated from the prior"),
+                "prior_samples.png")
+    return logged
+

@@ -1,0 +1,159 @@
+"""Latent-space analysis (`analyze.py`) and the latent-quality sweep objectives, on real runs."""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from latentsweep import objectives
+from latentsweep.analysis.latents import encode_series, latent_columns, read_latents
+from latentsweep.analysis.metrics import choose_k, clustering_scores, probe, raw_features
+from latentsweep.analysis.run import analyze, rebuild_data
+from latentsweep.data.synthetic import make_synthetic
+from latentsweep.errors import ConfigError, TrackingError
+from latentsweep.pipeline import train
+from latentsweep.tracking import client_for, load_model
+
+# rnn_ae on one-channel synthetic series (4 well-separated event classes): a few seconds of CPU.
+SEPARABLE = [
+    "data.n_series=160", "data.shortest=16", "data.longest=48", "data.n_channels=1", "data.noise=0.05",
+    "data.batch_size=16", "model.hidden_size=48", "model.latent_dim=8", "trainer.max_epochs=5",
+    "trainer.patience=null", "trainer.progress=false", "trainer.num_threads=1", "optimizer.lr=0.01", "tracking.n_reconstructions=0",
+]
+
+
+def _last_run_id(uri: str) -> str:
+    client, _ = client_for(uri)
+    exp = client.get_experiment_by_name("latentsweep")
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id
+
+
+def _analyze_cfg(make_cfg, mlflow_uri, *overrides):
+    return make_cfg([f"tracking.uri={mlflow_uri}", *overrides], tiny=False, config_name="analyze")
+
+
+def test_trained_latents_beat_chance_and_everything_is_logged(make_cfg, mlflow_uri):
+    train(make_cfg(SEPARABLE, tiny=False))
+    trained = _last_run_id(mlflow_uri)
+    result = analyze(_analyze_cfg(make_cfg, mlflow_uri, f"run={trained}"))
+
+    # Clusters of the latents share information with the classes; a permutation of the labels does not.
+    m = result["metrics"]
+    client, _ = client_for(mlflow_uri)
+    assert result["k"] == 4 and result["has_labels"]
+    assert m["latent.kmeans.nmi"] > 0.12 and m["latent.spectral.nmi"] > 0.12
+    assert m["latent.probe_accuracy"] > m["majority_accuracy"] + 0.1
+    for key in ("raw.kmeans.nmi", "raw.spectral.ari", "raw.probe_accuracy", "latent.kmeans.silhouette"):
+        assert key in m
+    assert "| k-means NMI |" in result["table"] and "| probe accuracy (val) |" in result["table"]
+
+    # A run nested under the analysed one, holding the figures and the parquet.
+    run = client.get_run(result["analysis_run_id"])
+    assert run.data.tags["mlflow.parentRunId"] == trained and run.info.status == "FINISHED"
+    sizes = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id, "figures")}
+    for name in ("latent_map", "probe_confusion", "worst_reconstructions", "recon_errors"):
+        assert sizes.get(f"figures/{name}.png", 0) > 1000
+    assert "figures/prior_samples.png" not in sizes  # rnn_ae has no prior
+
+    # The parquet round-trips: ids, splits, labels and latent dims match the model and its data.
+    path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="analysis/latents.parquet",
+                                               tracking_uri=mlflow_uri)
+    frame = read_latents(path)
+    model, config = load_model(trained, mlflow_uri)
+    data = rebuild_data(config)
+    assert list(frame["series_id"]) == data.train.ids + data.val.ids
+    assert (frame["split"] == "train").sum() == len(data.train) and (frame["split"] == "val").sum() == len(data.val)
+    names = data.spec.class_names
+    assert list(frame["label"]) == [names[i] for i in np.concatenate([data.train.labels, data.val.labels])]
+    assert latent_columns(frame) == [f"z{i}" for i in range(8)]
+    expected = encode_series(model, data.val).latents
+    np.testing.assert_allclose(frame.loc[frame["split"] == "val", latent_columns(frame)].to_numpy(), expected,
+                               rtol=1e-5, atol=1e-6)
+    assert (frame["recon_error"] >= 0).all()
+
+
+def _unlabelled_parquet(path) -> None:
+    series = make_synthetic(n_series=120, shortest=16, longest=40, n_channels=1, seed=3)
+    rows = [pd.DataFrame({"series_id": sid, "step": np.arange(len(s)), "value": s[:, 0].numpy()})
+            for sid, s in zip(series.ids, series.series_list())]
+    pd.concat(rows).to_parquet(path, index=False)
+
+
+def test_unlabelled_data_skips_label_metrics_and_default_pick(make_cfg, mlflow_uri, tmp_path, caplog):
+    path = tmp_path / "unlabelled.parquet"
+    _unlabelled_parquet(path)
+    data = ["data=parquet", f"data.path={path}", "data.time_column=step", "data.batch_size=16",
+            "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=2", "trainer.progress=false",
+            "tracking.n_reconstructions=0"]
+    # Label-based objectives fail in one line before any training; silhouette needs k here.
+    with pytest.raises(ConfigError, match="needs labelled series"):
+        train(make_cfg([*data, "objective=probe_accuracy"], tiny=False))
+    with pytest.raises(ConfigError, match="silhouette@<k>"):
+        train(make_cfg([*data, "objective=silhouette"], tiny=False))
+    value = train(make_cfg([*data, "objective=silhouette@3"], tiny=False))
+    assert -1.0 <= value <= 1.0
+    trained = _last_run_id(mlflow_uri)
+
+    with caplog.at_level(logging.INFO, logger="latentsweep"):
+        result = analyze(_analyze_cfg(make_cfg, mlflow_uri))  # run=null: no registry yet -> best run
+    assert "falling back to the finished run with the lowest best_val_loss" in caplog.text
+    assert "no labels" in caplog.text
+    assert result["analyzed_run_id"] == trained
+    assert not result["has_labels"] and 2 <= result["k"] <= 10
+    assert not any(k.endswith((".nmi", ".ari", "probe_accuracy")) for k in result["metrics"])
+    assert "latent.kmeans.silhouette" in result["metrics"] and "NMI" not in result["table"]
+    client, _ = client_for(mlflow_uri)
+    figures = {a.path for a in client.list_artifacts(result["analysis_run_id"], "figures")}
+    assert "figures/latent_map.png" in figures and "figures/probe_confusion.png" not in figures
+
+    with pytest.raises(TrackingError, match="no saved model"):
+        analyze(_analyze_cfg(make_cfg, mlflow_uri, "run=0123456789abcdef0123456789abcdef"))
+
+
+def test_objective_switch_changes_what_train_returns(make_cfg, mlflow_uri):
+    both = train(make_cfg(["objective=[val_loss,probe_accuracy,silhouette]"]))
+    assert isinstance(both, list) and len(both) == 3
+    val_loss, accuracy, sil = both
+    assert val_loss > 0 and 0.0 <= accuracy <= 1.0 and -1.0 <= sil <= 1.0
+    assert len({round(v, 6) for v in both}) == 3
+    # A single objective returns the same number as in the list (same seed, same training).
+    assert train(make_cfg(["objective=probe_accuracy"])) == pytest.approx(accuracy)
+    assert train(make_cfg(["objective=silhouette"])) == pytest.approx(sil, abs=1e-4)
+    client, _ = client_for(mlflow_uri)
+    metrics = client.get_run(_last_run_id(mlflow_uri)).data.metrics
+    assert metrics["objective"] == pytest.approx(metrics["objective.silhouette"])
+
+
+def test_metrics_on_separated_blobs_and_objective_parsing():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=8.0, size=(3, 5))
+    labels = np.repeat(np.arange(3), 40)
+    x = centres[labels] + rng.normal(size=(120, 5))
+    for scores in clustering_scores(x, 3, labels).values():
+        assert scores.nmi > 0.9 and scores.ari > 0.9 and scores.silhouette > 0.5
+    assert choose_k(x) == 3
+    train_idx = np.arange(120) % 4 != 0
+    result = probe(x[train_idx], labels[train_idx], x[~train_idx], labels[~train_idx], n_classes=3)
+    assert result.accuracy == 1.0 and result.majority_accuracy < 0.5 and result.confusion.trace() == 30
+
+    series = make_synthetic(n_series=5, shortest=10, longest=30, n_channels=2)
+    feats = raw_features(series, 16)
+    assert feats.shape == (5, 32)
+    np.testing.assert_allclose(feats.reshape(5, 16, 2).mean(1), 0.0, atol=1e-5)
+
+    assert objectives.objective_names("val_loss+latent_dim") == ["val_loss", "latent_dim"]
+    listed = OmegaConf.create({"o": ["val_loss", "silhouette@4"]}).o
+    assert objectives.directions(listed) == ["minimize", "maximize"]
+    assert objectives.direction("probe_accuracy") == "maximize"
+    assert objectives.metric_name("silhouette@4") == "objective.silhouette_k4"
+    for bad in ("accuracy", "val_loss@3", "silhouette@1", "val_loss+val_loss"):
+        with pytest.raises(ConfigError):
+            objectives.objective_names(bad)
+    with pytest.raises(ConfigError, match="directions"):
+        objectives.direction(listed)
