@@ -16,11 +16,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import figures
-from .build import build_model, build_optimizer, load_source
+from .build import build_optimizer, load_source
 from .config import COMMON_DATA_FIELDS, validate
 from .data import BatchLoader, BucketBatchSampler, PreparedData, collate, prepare
-from .errors import CheckpointError, ConfigError, DataError
-from .objectives import get_objective, objective_value
+from .errors import CheckpointError, ConfigError, DataError, ResourceError
+from .objectives import check_objective, objective_metrics, objective_names, objective_value
+from .tasks import log_task_results, setup_task
 from .tracking import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
 from .training.device import configure_cuda
@@ -125,16 +126,27 @@ def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictC
                                       data.spec.image_shape, title="samples from the prior")
         tracker.log_figure(fig, "figures/prior_samples.png")
         figures.close(fig)
+    log_task_results(tracker, model, data, result, device)  # e.g. a classifier's confusion matrix
     if cfg.tracking.log_model:
         tracker.log_model(model.state_dict(), _save_config(cfg, data))
 
 
 
 
+def out_of_memory_error(cfg: DictConfig, device: torch.device, exc: BaseException) -> ResourceError:
+    """A one-line reason naming memory and the sizes that drive it; the sweep records it as FAIL."""
+    sizes = ", ".join(f"model.{k}={cfg.model[k]}" for k in ("hidden_size", "d_model", "latent_dim", "num_layers")
+                      if k in cfg.model)
+    err = ResourceError(f"out of GPU memory on {device} with data.batch_size={cfg.data.batch_size}, {sizes} — "
+                        "lower these sizes or run fewer trials per GPU (sweep.trials_per_gpu)")
+    err.__cause__ = exc
+    return err
+
+
 def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> float:
     """Train one model as `cfg` says; return the objective (best validation loss by default)."""
     validate(cfg)
-    get_objective(cfg.get("objective", "val_loss"))  # an unknown objective fails before any work
+    objective_names(cfg.get("objective", "val_loss"))  # an unknown objective fails before any work
     seed_everything(cfg.seed)
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -144,7 +156,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     precision = str(cfg.trainer.precision)
 
     data = load_data(cfg.data, cfg.seed)
-    model = build_model(cfg.model, data.spec, cfg.get("task")).to(device)
+    check_objective(cfg.get("objective", "val_loss"), data.spec)  # e.g. probe_accuracy without labels
+    task = setup_task(cfg, data)  # task=classify: head, pre-trained encoder (replaces cfg.model), weights
+    cfg, model = task.cfg, task.model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
     train_loader, val_loader = make_loaders(data, cfg.data, cfg.seed, device)
 
@@ -167,6 +181,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     tags = {"model": cfg.model._target_.rsplit(".", 1)[-1], "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "precision": precision}
+    tags.update(task.tags)
     tags.update(cfg.get("extra_tags") or {})
     resume_run_id = resume_state["loop"].get("mlflow_run_id") if resume_state else None
     run_id = tracker.start(run_name=cfg.tracking.run_name, params=params if not resume_run_id else None,
@@ -186,11 +201,15 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
                      loop_extras=lambda: {"mlflow_run_id": run_id})
     except BaseException as exc:
         pruned = type(exc).__name__ == "TrialPruned"
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            exc = out_of_memory_error(cfg, device, exc)
         if pruned:
             tracker.set_tags({"pruned": "true"})
         else:
             tracker.set_tags({"failure": f"{type(exc).__name__}: {str(exc)[:400]}"})
         tracker.end("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
+        if isinstance(exc, ResourceError):
+            raise exc from exc.__cause__
         raise
     if not math.isfinite(result.best_val_loss):
         tracker.end("FAILED")
@@ -200,9 +219,13 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     if device.type == "cuda":
         tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
     _log_results(tracker, model, data, result, cfg, device)
-    value = objective_value(cfg.get("objective", "val_loss"), model=model, data=data, result=result,
-                            device=device)
-    tracker.log_metrics({"objective": value})
+    try:
+        value = objective_value(cfg.get("objective", "val_loss"), model=model, data=data, result=result,
+                                device=device)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.log_metrics(objective_metrics(cfg.get("objective", "val_loss"), value))
     tracker.end("FINISHED")
     log.info("best val_loss %.5g at epoch %d of %d | MLflow run %s | store %s",
              result.best_val_loss, result.best_epoch + 1, result.epochs_run, run_id, tracker.uri)

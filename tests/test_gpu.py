@@ -1,0 +1,58 @@
+"""CUDA checks, run by `make gpu-check` on a GPU box; skipped where there is no CUDA device."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from latentsweep.data import SeriesSet, collate
+from latentsweep.data.series import DataSpec
+from latentsweep.models.rnn_ae import RNNAutoencoder
+from latentsweep.pipeline import train
+from latentsweep.tracking import client_for
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def _history(uri, key):
+    client, _ = client_for(uri)
+    run = client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id])[0]
+    return run, [m.value for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+
+
+def test_cuda_training_reduces_the_loss(make_cfg, mlflow_uri):
+    train(make_cfg(["trainer.device=cuda", "trainer.max_epochs=5", "trainer.patience=null"]))
+    run, losses = _history(mlflow_uri, "train_loss")
+    assert losses[-1] < 0.85 * losses[0]
+    assert run.data.tags["device"].startswith("cuda")
+    assert run.data.metrics["peak_gpu_memory_mb"] > 0
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_padded_and_packed_agree_on_cuda(cell):
+    rng = np.random.default_rng(0)
+    data = SeriesSet.from_arrays([rng.normal(size=(n, 3)) for n in (7, 70, 19, 40)])
+    spec = DataSpec(n_channels=3, max_length=70)
+    torch.manual_seed(0)
+    padded = RNNAutoencoder(spec, hidden_size=32, latent_dim=8, num_layers=2, cell=cell,
+                            sequence_path="padded").cuda().eval()
+    packed = RNNAutoencoder(spec, hidden_size=32, latent_dim=8, num_layers=2, cell=cell,
+                            sequence_path="packed").cuda().eval()
+    packed.load_state_dict(padded.state_dict())
+    batch = collate(data, [0, 1, 2, 3]).to(torch.device("cuda"))
+    with torch.no_grad():
+        a, b = padded(batch), packed(batch)
+        torch.testing.assert_close(a["latent"], b["latent"], atol=1e-4, rtol=1e-4)
+        la, lb = padded.loss(batch, a)["loss"], packed.loss(batch, b)["loss"]
+    assert abs(float(la) - float(lb)) < 1e-4
+
+
+def test_bf16_run_finishes_with_a_finite_loss(make_cfg, mlflow_uri):
+    value = train(make_cfg(["trainer.device=cuda", "trainer.precision=bf16", "trainer.max_epochs=3"]))
+    assert math.isfinite(value)
+    run, _ = _history(mlflow_uri, "val_loss")
+    assert run.data.tags["precision"] == "bf16"

@@ -1,0 +1,43 @@
+"""How trials share a machine (issue 12, the parts CI can check without a GPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from latentsweep.errors import ResourceError
+from latentsweep.parallel import device_for_job, plan_jobs
+from latentsweep.pipeline import train
+from latentsweep.tracking import client_for
+
+
+def test_gpu_box_runs_trials_per_gpu_times_gpus_with_threads_shared():
+    plan = plan_jobs(n_gpus=2, cores=16, trials_per_gpu=4)
+    assert (plan.n_jobs, plan.threads_per_job) == (8, 2)
+    assert plan_jobs(n_gpus=1, cores=16, trials_per_gpu=16).threads_per_job == 1
+
+
+def test_cpu_box_runs_one_trial_per_core():
+    plan = plan_jobs(n_gpus=0, cores=2)
+    assert (plan.n_jobs, plan.threads_per_job) == (2, 1)
+
+
+def test_jobs_are_pinned_round_robin_over_gpus():
+    assert [device_for_job(k, 3) for k in range(5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0", "cuda:1"]
+    assert device_for_job(7, 0) == "cpu"
+    with pytest.raises(ValueError):
+        plan_jobs(n_gpus=1, cores=4, trials_per_gpu=0)
+
+
+def test_out_of_gpu_memory_is_a_one_line_failure_naming_the_sizes(make_cfg, mlflow_uri):
+    def exhaust_memory(epoch, metrics):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(ResourceError) as err:
+        train(make_cfg(["model.hidden_size=24"]), callbacks=[exhaust_memory])
+    message = str(err.value)
+    assert "\n" not in message
+    assert "out of GPU memory" in message and "data.batch_size=16" in message and "model.hidden_size=24" in message
+    client, _ = client_for(mlflow_uri)
+    run = client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id])[0]
+    assert run.info.status == "FAILED" and "out of GPU memory" in run.data.tags["failure"]
