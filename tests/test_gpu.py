@@ -27,7 +27,7 @@ def _history(uri, key):
 def test_cuda_training_reduces_the_loss(make_cfg, mlflow_uri):
     train(make_cfg(["trainer.device=cuda", "trainer.max_epochs=5", "trainer.patience=null"]))
     run, losses = _history(mlflow_uri, "train_loss")
-    assert losses[-1] < 0.85 * losses[0]
+    assert losses[-1] < 0.9 * losses[0]
     assert run.data.tags["device"].startswith("cuda")
     assert run.data.metrics["peak_gpu_memory_mb"] > 0
 

@@ -17,31 +17,31 @@ CLASSES = ("burst", "chirp", "impact", "pulse_train")
 
 
 def _event(kind: str, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One event on time steps `t`; rates are in samples, as a real sensor's would be."""
-    n = len(t)
-    if kind == "burst":
-        center, width = rng.uniform(0.3, 0.7) * n, rng.uniform(0.1, 0.25) * n
-        period = rng.uniform(6, 12)
-        return np.exp(-0.5 * ((t - center) / width) ** 2) * np.sin(2 * np.pi * t / period)
-    if kind == "chirp":
-        p0, p1 = rng.uniform(30, 50), rng.uniform(6, 10)  # period shrinks along the series
-        freq = 1 / p0 + (1 / p1 - 1 / p0) * t / max(n - 1, 1)
-        return 0.9 * np.sin(2 * np.pi * np.cumsum(freq))
-    if kind == "impact":
-        onset = rng.uniform(0.1, 0.5) * n
-        dt = np.clip(t - onset, 0, None)
-        ring = np.exp(-dt / rng.uniform(6, 20)) * np.cos(2 * np.pi * dt / rng.uniform(5, 9))
-        return np.where(t >= onset, 1.8 * ring, 0.0)
-    if kind == "pulse_train":
-        period = rng.uniform(14, 30)
-        duty = rng.uniform(0.25, 0.45)
-        return np.where(((t + rng.uniform(0, period)) % period) < duty * period, 1.0, -0.4)
+    """One event over the series; shapes are in relative time, so a longer recording of the
+    same event is the same shape sampled more densely (as with a sensor at a fixed rate recording
+    slower or faster motions)."""
+    u = t / max(len(t) - 1, 1)
+    if kind == "burst":  # a shake: an enveloped oscillation of 2-3 cycles
+        center, width = rng.uniform(0.3, 0.7), rng.uniform(0.12, 0.2)
+        period = rng.uniform(0.1, 0.16)
+        return 1.4 * np.exp(-0.5 * ((u - center) / width) ** 2) * np.sin(2 * np.pi * (u - center) / period)
+    if kind == "chirp":  # a swing that speeds up: 1 to ~4 cycles per series
+        f0, f1 = rng.uniform(0.5, 1.0), rng.uniform(3.0, 4.5)
+        return np.sin(2 * np.pi * (f0 * u + 0.5 * (f1 - f0) * u**2) + rng.uniform(-0.3, 0.3))
+    if kind == "impact":  # a knock: a sharp spike and a damped ring-down
+        onset = rng.uniform(0.15, 0.5)
+        dt = np.clip(u - onset, 0, None)
+        ring = np.exp(-dt / rng.uniform(0.06, 0.12)) * np.cos(2 * np.pi * dt / rng.uniform(0.12, 0.2))
+        return np.where(u >= onset, 2.0 * ring, 0.0)
+    if kind == "pulse_train":  # periodic taps: a square wave of 3-5 pulses
+        period = rng.uniform(0.2, 0.33)
+        return np.where(((u + rng.uniform(0, period)) % period) < 0.5 * period, 1.0, -1.0)
     raise ValueError(f"unknown event kind {kind!r}")
 
 
 def _gravity(n_channels: int, rng: np.random.Generator) -> np.ndarray:
-    """Gravity (1 g) along a direction tilted up to ~60 degrees from the last axis."""
-    g = rng.normal(scale=0.6, size=n_channels)
+    """Gravity (1 g) along a direction tilted (typically ~25 degrees) from the last axis."""
+    g = rng.normal(scale=0.3, size=n_channels)
     g[-1] = 1.0
     return g / np.linalg.norm(g)
 
@@ -51,7 +51,7 @@ def make_synthetic(
     shortest: int = 24,
     longest: int = 480,
     n_channels: int = 3,
-    noise: float = 0.15,
+    noise: float = 0.1,
     seed: int = 0,
     classes: tuple[str, ...] | list[str] = CLASSES,
 ) -> SeriesSet:

@@ -44,10 +44,22 @@ def last_valid_step(outputs: Tensor, lengths: Tensor) -> Tensor:
     return outputs.gather(1, idx).squeeze(1)
 
 
+def relative_time(lengths: Tensor, total: int, like: Tensor) -> Tensor:
+    """[B, total, 1]: step t of a series of length L as t / (L - 1), 0 to 1 over its own length.
+
+    Tells the decoder where in the series it is, so one latent can describe an event that a
+    longer recording samples more densely. Steps past a series' end get values > 1; they are
+    padding and masked out of the loss.
+    """
+    steps = torch.arange(total, device=like.device, dtype=like.dtype).unsqueeze(0)
+    span = (lengths.to(like.device, like.dtype) - 1).clamp_min(1).unsqueeze(1)
+    return (steps / span).unsqueeze(-1)
+
+
 class RNNAutoencoder(Autoencoder):
     def __init__(self, spec: DataSpec, hidden_size: int = 64, latent_dim: int = 16, num_layers: int = 1,
                  cell: str = "gru", bidirectional: bool = False, dropout: float = 0.0,
-                 loss: str = "mse", sequence_path: str = "auto"):
+                 loss: str = "mse", sequence_path: str = "auto", time_input: bool = True):
         super().__init__(spec, loss)
         cell = cell.lower()
         if cell not in CELLS:
@@ -66,7 +78,9 @@ class RNNAutoencoder(Autoencoder):
         self.to_latent = nn.Linear(hidden_size * directions, latent_dim)
         n_states = 2 if cell == "lstm" else 1
         self.to_initial_state = nn.Linear(latent_dim, n_states * num_layers * hidden_size)
-        self.decoder = rnn(latent_dim, hidden_size, num_layers, batch_first=True, dropout=layer_dropout)
+        self.time_input = time_input
+        self.decoder = rnn(latent_dim + int(time_input), hidden_size, num_layers, batch_first=True,
+                           dropout=layer_dropout)
         self.head = nn.Linear(hidden_size, spec.n_channels)
 
     # -- encoder -------------------------------------------------------------------------------
@@ -96,6 +110,8 @@ class RNNAutoencoder(Autoencoder):
     def decode(self, latent: Tensor, lengths: Tensor) -> Tensor:
         total = int(lengths.max())
         inputs = latent.unsqueeze(1).expand(-1, total, -1)
+        if self.time_input:
+            inputs = torch.cat([inputs, relative_time(lengths, total, latent)], dim=-1)
         state = self._initial_state(latent)
         if self.sequence_path == "packed":
             packed = pack_padded_sequence(inputs, lengths.cpu(), batch_first=True, enforce_sorted=False)
