@@ -1,0 +1,138 @@
+"""2-4. The sweep machinery: framework overhead and start-up, pruning, parallel trials.
+
+Every sweep here is the real command a user types (`python train.py -m hydra/sweeper=optuna`)
+in a scratch folder with its own SQLite study and MLflow store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+
+from .common import ROOT, compose_train, save_results, table
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def sweep(cwd: Path, *args: str) -> float:
+    """Run one sweep command in `cwd`; returns its wall time."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/sweeper=optuna", "trainer.progress=false",
+           f"tracking.uri=sqlite:///{cwd / 'mlruns' / 'mlflow.db'}", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sweep failed: {' '.join(args)}\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def study(cwd: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{cwd / 'sweeps' / 'optuna.db'}")
+
+
+def startup_seconds(fixed: list[str]) -> float:
+    """From the command to the first training step: the timestamp of the 'training:' log line."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        start = time.time()
+        proc = subprocess.run([sys.executable, str(ROOT / "train.py"), *fixed, "trainer.max_epochs=1",
+                               f"tracking.uri=sqlite:///{Path(tmp) / 'mlflow.db'}"],
+                              cwd=tmp, env=env, capture_output=True, text=True, check=True)
+        for line in (proc.stdout + proc.stderr).splitlines():
+            m = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[latentsweep\]\[INFO\] - training:", line)
+            if m:
+                return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - start
+    raise RuntimeError("no 'training:' log line found")
+
+
+def overhead(n_trials: int, fixed: list[str]) -> dict:
+    """N identical trials through the full command (MLflow on) vs a bare optuna loop in-process."""
+    from latentsweep.pipeline import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = Path(tmp)
+        cli = sweep(cwd, "~search", *fixed, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.pruner.name=none")
+        cfg = compose_train([*fixed, "tracking.enabled=false", "trainer.checkpoint_dir=null"])
+        bare_study = optuna.create_study()
+        t0 = time.perf_counter()
+        bare_study.optimize(lambda trial: train(cfg), n_trials=n_trials)
+        bare = time.perf_counter() - t0
+    per_trial_bare = bare / n_trials
+    result = {"n_trials": n_trials, "cli_s": cli, "bare_s": bare, "per_trial_s": per_trial_bare,
+              "overhead_per_trial_s": (cli - bare) / n_trials, "ratio": cli / bare,
+              "startup_s": startup_seconds(fixed)}
+    print(f"\n### 2. Sweep machinery overhead ({n_trials} identical trials of ~{per_trial_bare:.1f} s)\n")
+    print(table(["", "wall s", "per trial s"], [
+        ["python train.py -m hydra/sweeper=optuna (MLflow on)", cli, cli / n_trials],
+        ["bare optuna loop, same train(), no tracking", bare, per_trial_bare]]))
+    holds = result["overhead_per_trial_s"] / per_trial_bare <= 0.10 and result["startup_s"] < 5
+    print(f"\noverhead {result['overhead_per_trial_s']:.2f} s/trial ({100 * (result['ratio'] - 1):.0f}% of the "
+          f"whole sweep incl. one start-up), start-up to first training step {result['startup_s']:.1f} s "
+          f"-> target (<=10% per trial at ~10 s trials, start-up < 5 s) {'HOLDS' if holds else 'MISSED'}")
+    result["target_holds"] = holds
+    return result
+
+
+def pruning(n_trials: int, space_args: list[str]) -> dict:
+    rows, raw = [], {}
+    for pruner in ("median", "none"):
+        with tempfile.TemporaryDirectory() as tmp:
+            cwd = Path(tmp)
+            wall = sweep(cwd, *space_args, f"hydra.sweeper.n_trials={n_trials}", f"hydra.sweeper.pruner.name={pruner}",
+                         "hydra.sweeper.sampler.seed=7")
+            s = study(cwd, "rnn_ae-synthetic")
+            epochs = sum(len(t.intermediate_values) for t in s.trials)
+            pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in s.trials)
+            raw[pruner] = {"epochs": epochs, "wall_s": wall, "best": s.best_value, "pruned": pruned}
+            rows.append([pruner, epochs, pruned, wall, s.best_value])
+    saved = 1 - raw["median"]["epochs"] / raw["none"]["epochs"]
+    diff = (raw["median"]["best"] - raw["none"]["best"]) / abs(raw["none"]["best"])
+    print(f"\n### 3. Pruning pays ({n_trials} trials, same sampler seed and space)\n")
+    print(table(["pruner", "epochs trained", "pruned trials", "wall s", "best value"], rows))
+    holds = saved >= 0.40 and diff <= 0.02
+    print(f"\nepochs saved {100 * saved:.0f}%, best value {100 * diff:+.1f}% vs no pruning -> target "
+          f"(>=40% fewer epochs, best within 2%) {'HOLDS' if holds else 'MISSED'}")
+    return {"runs": raw, "epochs_saved": saved, "best_diff": diff, "target_holds": holds}
+
+
+def parallel(n_trials: int, fixed: list[str]) -> dict:
+    rows, raw = [], {}
+    for n_jobs in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            wall = sweep(Path(tmp), "~search", *fixed, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.pruner.name=none",
+                         "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweeper.n_jobs={n_jobs}",
+                         f"trainer.num_threads={max(1, (os.cpu_count() or 2) // n_jobs)}")
+        raw[n_jobs] = {"wall_s": wall, "trials_per_min": 60 * n_trials / wall}
+        rows.append([n_jobs, wall, raw[n_jobs]["trials_per_min"]])
+    speedup = raw[2]["trials_per_min"] / raw[1]["trials_per_min"]
+    print(f"\n### 4. Parallel trials (joblib launcher, {n_trials} trials, {os.cpu_count()} cores)\n")
+    print(table(["n_jobs", "wall s", "trials/min"], rows))
+    holds = speedup >= 1.6
+    print(f"\nn_jobs=2 vs 1: {speedup:.2f}x -> target (>=1.6x on 2 cores) {'HOLDS' if holds else 'MISSED'}")
+    return {"runs": raw, "speedup": speedup, "target_holds": holds}
+
+
+def run(quick: bool = True) -> dict:
+    fixed = ["data.n_series=600", "trainer.max_epochs=4" if quick else "trainer.max_epochs=8", "trainer.patience=null"]
+    small = ["data.n_series=300", "trainer.max_epochs=6", "trainer.patience=null",
+             "hydra.sweeper.pruner.n_startup_trials=3", "hydra.sweeper.pruner.n_warmup_steps=1"]
+    results = {
+        "overhead": overhead(3 if quick else 10, fixed),
+        "pruning": pruning(12 if quick else 30, small),
+        "parallel": parallel(4 if quick else 8, ["data.n_series=300", "trainer.max_epochs=4", "trainer.patience=null"]),
+    }
+    save_results("sweep", results)
+    return results
+
+
+if __name__ == "__main__":
+    run(quick="--full" not in sys.argv)
