@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from latentsweep.cli import friendly_errors
 from latentsweep.config import register_configs
 from latentsweep.pipeline import train
+from latentsweep.sweeps.trial import sweep_callbacks
 
 register_configs()
 
@@ -16,7 +17,7 @@ register_configs()
 @hydra.main(config_path="conf", config_name="train")
 @friendly_errors
 def main(cfg: DictConfig) -> float:
-    return train(cfg)
+    return train(cfg, callbacks=sweep_callbacks(cfg))
 
 
 if __name__ == "__main__":

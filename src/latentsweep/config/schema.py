@@ -37,6 +37,7 @@ class RNNAEConfig(ModelConfig):
     bidirectional: bool = False
     dropout: float = 0.0
     sequence_path: str = "auto"
+    time_input: bool = True
 
     def check(self) -> None:
         super().check()
@@ -200,6 +201,9 @@ def all_schemas() -> dict[str, dict[str, type]]:
 
 def register_configs() -> None:
     """Store every schema as `<group>/<name>_schema` (idempotent)."""
+    from ..sweeps.config import register as register_sweeper
+
+    register_sweeper()  # hydra/sweeper/latentsweep_optuna_schema and the sweeper plugin class
     cs = ConfigStore.instance()
     for group, entries in all_schemas().items():
         for name, node in entries.items():

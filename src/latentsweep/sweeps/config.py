@@ -1,0 +1,60 @@
+"""Schema of `hydra.sweeper` for our Optuna sweeper, registered as `hydra/sweeper/latentsweep_optuna_schema`.
+
+It extends the upstream `OptunaSweeperConf`, so every upstream key (sampler, storage, study_name,
+n_trials, n_jobs, params, custom_search_space, ...) keeps its meaning; `conf/hydra/sweeper/optuna.yaml`
+starts from it and shadows the upstream `optuna` entry, so `hydra/sweeper=optuna` gets ours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
+
+
+@dataclass
+class PrunerConf:
+    """Which Optuna pruner stops hopeless trials; built by `sweeps.pruners.make_pruner`."""
+
+    name: str = "median"  # median | hyperband | successive_halving | none
+    n_startup_trials: int = 4  # median: trials that always run to the end first
+    n_warmup_steps: int = 1  # median: epochs before a trial may be pruned
+    interval_steps: int = 1
+    min_resource: Any = "auto"  # hyperband / successive_halving: epochs before the first cut
+    max_resource: Any = "auto"  # hyperband: epochs of a full trial ("auto": from the first finished trial)
+    reduction_factor: int = 3  # hyperband / successive_halving: keep 1/reduction_factor per rung
+
+
+@dataclass
+class LatentSweepOptunaConf(OptunaSweeperConf):
+    _target_: str = "latentsweep.sweeps.sweeper.LatentSweepOptunaSweeper"
+    # null: the objective decides (latentsweep.objectives.direction(cfg.objective))
+    direction: Any = None
+    storage: Any | None = "sqlite:///sweeps/optuna.db"
+    n_trials: int = 20  # the study's TARGET total: a rerun only runs what is missing
+    n_jobs: int = 1  # trials per batch; with hydra/launcher=joblib, trials run in parallel
+    max_failure_rate: float = 0.5
+    pruner: PrunerConf = field(default_factory=PrunerConf)
+    heartbeat_interval: int | None = 20  # seconds; trials silent for grace_period are failed on restart
+    grace_period: int | None = None  # null: 2 * heartbeat_interval
+    mlflow: bool = True  # a parent MLflow run per study, trials as nested runs, figures at the end
+    register_best: bool = True  # register the best trial's model as latentsweep-<model>@best
+    min_trials_for_failure_rate: int = 4  # judge max_failure_rate only after this many trials
+
+
+def register() -> None:
+    """Store the schema (idempotent); called from `latentsweep.config.register_configs`."""
+    ConfigStore.instance().store(group="hydra/sweeper", name="latentsweep_optuna_schema",
+                                 node=LatentSweepOptunaConf, provider="latentsweep")
+    register_plugin()
+
+
+def register_plugin() -> None:
+    """Make Hydra's plugin registry know our sweeper class (it only scans `hydra_plugins.*`)."""
+    from hydra.core.plugins import Plugins
+
+    from .sweeper import LatentSweepOptunaSweeper
+
+    Plugins.instance().register(LatentSweepOptunaSweeper)

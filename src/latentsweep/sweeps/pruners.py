@@ -1,0 +1,44 @@
+"""One factory for the pruner, shared by the sweeper (creates the study) and each job (loads it).
+
+Both sides must agree: the job asks `trial.should_prune()`, which consults the study's pruner in
+the job's process, so the job rebuilds the very pruner the sweeper was configured with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from ..errors import ConfigError
+
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
+
+
+def _resource(value: Any) -> Any:
+    return value if value in (None, "auto") else int(value)
+
+
+def _int_or(value: Any, default: int) -> int:
+    return default if value in (None, "auto") else int(value)
+
+
+def make_pruner(cfg: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
+    """`hydra.sweeper.pruner` ({name, n_startup_trials, ...}) -> an Optuna pruner."""
+    cfg = dict(cfg or {})
+    name = str(cfg.get("name") or "none").lower()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=int(cfg.get("n_startup_trials", 4)),
+                                           n_warmup_steps=int(cfg.get("n_warmup_steps", 1)),
+                                           interval_steps=int(cfg.get("interval_steps", 1)))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=_int_or(cfg.get("min_resource"), 1),
+                                              max_resource=_resource(cfg.get("max_resource", "auto")),
+                                              reduction_factor=int(cfg.get("reduction_factor", 3)))
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=_resource(cfg.get("min_resource", "auto")),
+                                                      reduction_factor=int(cfg.get("reduction_factor", 3)))
+    if name in ("none", "nop", "null"):
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown hydra.sweeper.pruner.name={name!r} — choose one of {', '.join(PRUNERS)}")

@@ -1,0 +1,85 @@
+"""Where studies live: an RDB storage (SQLite by default, PostgreSQL/MySQL alike) with heartbeats.
+
+SQLite is shared by the sweeper and every parallel job, so connections wait on a lock (busy
+timeout) instead of failing with "database is locked"; the ask step is serialised with a file lock
+so several sweeps on one SQLite study never overshoot `n_trials`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+
+from ..errors import ConfigError
+
+SQLITE = "sqlite:///"
+SQLITE_BUSY_TIMEOUT_S = 120
+
+
+def normalize_url(url: str) -> str:
+    """Make a relative SQLite path absolute (against the launch folder) and create its folder.
+
+    Jobs may run in another working directory (hydra.job.chdir, other machines' launchers), so
+    the sweeper hands them the absolute URL.
+    """
+    url = str(url)
+    if url.startswith("postgres://"):  # SQLAlchemy 2 only knows the long scheme name
+        url = "postgresql://" + url[len("postgres://"):]
+    if not url.startswith(SQLITE) or url == SQLITE + ":memory:":
+        return url
+    path = Path(url[len(SQLITE):]).expanduser()
+    path = path if path.is_absolute() else Path.cwd() / path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path.parent} for the Optuna storage ({exc.strerror}) — "
+                          "set hydra.sweeper.storage=sqlite:///<writable path>/optuna.db") from exc
+    return SQLITE + str(path.resolve())
+
+
+def sqlite_path(url: str) -> Path | None:
+    return Path(url[len(SQLITE):]) if url.startswith(SQLITE) else None
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for logs, tags and params."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
+
+
+def make_storage(url: str, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None) -> optuna.storages.RDBStorage:
+    url = normalize_url(url)
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith(SQLITE) else {
+        "pool_pre_ping": True}
+    try:
+        with ask_lock(url):  # two processes creating one new SQLite file race on its schema tables
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                              heartbeat_interval=heartbeat_interval or None,
+                                              grace_period=grace_period or None)
+    except ImportError as exc:
+        raise ConfigError(f"the driver for {redact(url)} is not installed ({exc}) — for PostgreSQL "
+                          "pip install 'latentsweep[postgres]'") from exc
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot open the Optuna storage {redact(url)}: {first} — check "
+                          "hydra.sweeper.storage") from exc
+
+
+@contextlib.contextmanager
+def ask_lock(url: str) -> Iterator[None]:
+    """Serialise count-then-ask across processes sharing one SQLite file (no-op for servers)."""
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    with open(str(path) + ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,475 @@
+"""`hydra/sweeper=optuna`: the upstream Optuna sweeper plus pruning, resume, heartbeats and MLflow.
+
+Reused from upstream (hydra_plugins.hydra_optuna_sweeper): sampler instantiation, override parsing
+(`create_params_from_overrides`), `_configure_trials` (suggest + fixed params + custom_search_space),
+grid handling. Added here:
+
+- the search space of `conf/search/<model>.yaml` under `hydra.sweeper.params` and the CLI (CLI wins);
+- a study created with a pruner, in an RDB storage with heartbeats; each job gets the study, its
+  trial id and the pruner as `++sweep.*` overrides and reports val_loss every epoch (`sweeps.trial`);
+- job results mapped to COMPLETE / PRUNED / FAIL (reason kept as the trial's `fail_reason`);
+- `n_trials` is the study's target total: a rerun runs only what is missing (resume);
+- a parent MLflow run per study with nested trial runs, figures, and the best model registered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import math
+import os
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.utils import get_method
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
+from hydra_plugins.hydra_optuna_sweeper.config import Direction
+from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from .. import tracking
+from ..errors import ConfigError, LatentSweepError
+from ..objectives import directions as objective_directions
+from ..objectives import objective_names
+from . import spaces
+from .pruners import make_pruner
+from .storage import ask_lock, make_storage, normalize_url, redact
+
+log = logging.getLogger("latentsweep.sweeps")
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class SweepError(LatentSweepError):
+    """The sweep stopped: too many trials failed."""
+
+
+def _quote(value: Any) -> str:
+    """A Hydra override value that stays one string whatever it contains (URLs, JSON)."""
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def _reseed(sampler: Any, seed: int) -> None:
+    """Give the sampler (and its startup random sampler) a fresh RNG derived from `seed`.
+
+    Called before each ask with (sweep seed, trial count): reproducible, yet a resumed study or a
+    second worker on the same study does not replay the first one's parameter sets.
+    """
+    for obj in (sampler, getattr(sampler, "_random_sampler", None), getattr(sampler, "_independent_sampler", None)):
+        rng = getattr(getattr(obj, "_rng", None), "rng", None)
+        if rng is not None and hasattr(rng, "seed"):
+            rng.seed(seed % 2**32)
+
+
+@contextlib.contextmanager
+def _beating(storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], interval: int | None) -> Iterator[None]:
+    """Heartbeats for trials in flight from the sweeper itself (covers jobs not yet started)."""
+    if not interval:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            for trial_id in trial_ids:
+                with contextlib.suppress(Exception):
+                    storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="optuna-sweeper-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def classify(ret: JobReturn, n_objectives: int = 1) -> tuple[TrialState, Any, str | None]:
+    """A job's result as (Optuna state, value (a list for several objectives), failure reason)."""
+    if ret.status == JobStatus.COMPLETED:
+        raw = ret._return_value
+        try:
+            values = [float(v) for v in raw] if isinstance(raw, (list, tuple)) else [float(raw)]
+        except (TypeError, ValueError):
+            return TrialState.FAIL, None, f"return value {raw!r} is not a number"
+        if len(values) != n_objectives:
+            return TrialState.FAIL, None, f"{len(values)} values returned for {n_objectives} objectives"
+        if not all(math.isfinite(v) for v in values):
+            return TrialState.FAIL, None, f"objective is {values if n_objectives > 1 else values[0]}"
+        return TrialState.COMPLETE, values if n_objectives > 1 else values[0], None
+    error = ret._return_value
+    name = type(error).__name__
+    if isinstance(error, optuna.TrialPruned) or name == "TrialPruned" or "TrialPruned" in str(error)[:80]:
+        return TrialState.PRUNED, None, None
+    first = str(error).splitlines()[0] if str(error) else ""
+    return TrialState.FAIL, None, f"{name}: {first}"[:1000]
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+class LatentSweepImpl(OptunaSweeperImpl):
+    def __init__(self, *args: Any, pruner: Any = None, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None, mlflow: bool = True, register_best: bool = True,
+                 min_trials_for_failure_rate: int = 4, sampler_seed: int | None = None) -> None:
+        super().__init__(*args)
+        self.pruner_cfg = dict(pruner or {})
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.use_mlflow = mlflow
+        self.register_best = register_best
+        self.min_trials_for_failure_rate = min_trials_for_failure_rate
+        self.sampler_seed = sampler_seed
+
+    # --- set-up helpers -------------------------------------------------------------------------
+    def _directions(self) -> list[str]:
+        """The objective decides (one direction per objective); a contradicting user value is an error."""
+        objective = self.config.get("objective", "val_loss")
+        wanted = objective_directions(objective)
+        given = self.direction
+        if given is None:
+            return wanted
+        given = list(given) if isinstance(given, Sequence) and not isinstance(given, str) else [given]
+        given = [g.name if isinstance(g, Direction) else str(g) for g in given]
+        if given != wanted:
+            raise ConfigError(f"hydra.sweeper.direction={given} contradicts objective={objective_names(objective)} "
+                              f"({wanted}) — drop hydra.sweeper.direction (the objective decides)")
+        return wanted
+
+    def _search_space(self, arguments: list[str]):
+        """(distributions, fixed params, fixed overrides, deferred names, extender)."""
+        file_lines, file_custom = spaces.search_file(self.config.get("search"))
+        self._process_searchspace_config()
+        lines = spaces.merge_overrides(file_lines, self._parse_sweeper_params_config(), arguments)
+        dists, fixed, fixed_overrides = create_params_from_overrides(lines)
+        for name in fixed:
+            dists.pop(name, None)
+        extender = self.custom_search_space_extender  # hydra.sweeper.custom_search_space wins
+        if extender is None and file_custom:
+            extender = get_method(file_custom)
+        samples = getattr(getattr(extender, "func", extender), "samples", ())
+        deferred = [name for name in samples if name in dists]
+        if samples:
+            extender = functools.partial(extender, space=dict(dists))
+        return dists, fixed, fixed_overrides, deferred, extender
+
+    def _parallelism(self) -> int:
+        return 1 if type(self.launcher).__name__ == "BasicLauncher" else max(1, self.n_jobs)
+
+    def _model_name(self) -> str:
+        choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
+        return str(choices.get("model") or self.config.model._target_.rsplit(".", 1)[-1])
+
+    def _parent_run(self, study: optuna.Study, url: str, uri: str, direction: str, dists: dict,
+                    fixed: dict) -> str:
+        space_text = "\n".join([f"{k}: {v}" for k, v in dists.items()]
+                               + [f"{k}: {v} (fixed)" for k, v in fixed.items()])
+        study = optuna.load_study(study_name=study.study_name, storage=study._storage)  # fresh user attrs
+        parent = tracking.sweep_parent_run(
+            uri, self.config.tracking.experiment, study.study_name, redact(url),
+            study.user_attrs.get("mlflow_parent_run_id"),
+            params={"study_name": study.study_name, "storage": redact(url), "direction": direction,
+                    "objective": self.config.get("objective", "val_loss")},
+            tags={"sampler": type(self.sampler).__name__, "pruner": json.dumps(self.pruner_cfg),
+                  "n_trials_target": self.n_trials, "search_space": space_text[:5000],
+                  "model": self._model_name()})
+        if study.user_attrs.get("mlflow_parent_run_id") != parent:
+            study.set_user_attr("mlflow_parent_run_id", parent)
+        return parent
+
+    # --- the sweep ------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> None:
+        with warnings.catch_warnings():
+            # heartbeats are "experimental" and "meant for Study.optimize": we drive them ourselves
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            self._sweep(arguments)
+
+    def _sweep(self, arguments: list[str]) -> None:
+        cfg = self.config
+        directions = self._directions()
+        direction = directions[0] if len(directions) == 1 else "+".join(directions)
+        if not self.storage:
+            raise ConfigError("hydra.sweeper.storage is empty — jobs need a shared study: set "
+                              "hydra.sweeper.storage=sqlite:///sweeps/optuna.db (or postgresql://...)")
+        url = normalize_url(self.storage)
+        dists, fixed, fixed_overrides, deferred, extender = self._search_space(arguments)
+        if not dists and not deferred:
+            raise ConfigError("nothing to search: no conf/search/<model>.yaml and no sweep on the command "
+                              "line — add one, e.g. 'model.latent_dim=choice(4,8,16)'")
+
+        if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
+            grid = {name: self._to_grid_sampler_choices(d) for name, d in dists.items()}
+            self.sampler = self.sampler(grid)
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+            if deferred or getattr(getattr(extender, "func", extender), "samples", ()):
+                extender, deferred = None, []  # the grid holds every key; constraints cannot apply
+            log.info("grid sampler: n_trials capped at the grid size, %d", self.n_trials)
+        self.custom_search_space_extender = extender
+        free = {k: v for k, v in dists.items() if k not in deferred}
+
+        storage = make_storage(url, self.heartbeat_interval, self.grace_period)
+        pruner = make_pruner(self.pruner_cfg)
+        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
+                                    pruner=pruner, directions=directions, load_if_exists=True)
+        if [d.name.lower() for d in study.directions] != directions:
+            raise ConfigError(f"study {study.study_name} in {redact(url)} was created to "
+                              f"{[d.name.lower() for d in study.directions]}, objective {cfg.get('objective')} "
+                              f"wants {directions} — use another hydra.sweeper.study_name")
+        if self.heartbeat_interval:
+            optuna.storages.fail_stale_trials(study)
+        name = study.study_name
+
+        tracking_on = self.use_mlflow and cfg.tracking.get("enabled", True)
+        uri = tracking.resolve_tracking_uri(cfg.tracking.get("uri")) if tracking_on else None
+        parent = None
+        if tracking_on:
+            with ask_lock(url):  # workers starting together share one parent run
+                parent = self._parent_run(study, url, uri, direction, dists, fixed)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        log.info("study %s in %s: %d trials so far (%d running elsewhere), target n_trials=%d | sampler %s, "
+                 "pruner %s, %s", name, redact(url), len(study.get_trials(deepcopy=False)), running,
+                 self.n_trials, type(self.sampler).__name__, self.pruner_cfg.get("name"), direction)
+
+        per_job = [f"++sweep.storage={_quote(url)}", f"++sweep.study_name={_quote(name)}",
+                   f"++sweep.pruner={_quote(json.dumps(self.pruner_cfg))}",
+                   f"++sweep.heartbeat_interval={self.heartbeat_interval or 'null'}"]
+        if parent:
+            per_job += [f"++extra_tags.parent_run_id={_quote(parent)}", f"++extra_tags.optuna_study={_quote(name)}",
+                        f"++tracking.uri={_quote(uri)}"]
+        if cfg.trainer.get("num_threads") is None and "trainer.num_threads" not in fixed:
+            per_job.append(f"++trainer.num_threads={max(1, _cpu_count() // self._parallelism())}")
+
+        done: list[TrialState] = []
+        status = "FINISHED"
+        try:
+            while True:
+                with ask_lock(url):
+                    to_go = self.n_trials - len(study.get_trials(deepcopy=False))
+                    if to_go <= 0:
+                        break
+                    trials = []
+                    for _ in range(min(self.n_jobs, to_go)):
+                        if self.sampler_seed is not None:
+                            _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
+                        trials.append(study.ask())
+                launch, overrides = [], []
+                for trial in trials:
+                    try:
+                        (line,) = self._configure_trials([trial], free, fixed, fixed_overrides)
+                    except spaces.Infeasible as exc:
+                        trial.set_user_attr("fail_reason", f"infeasible: {exc}")
+                        study.tell(trial, state=TrialState.FAIL)
+                        done.append(TrialState.FAIL)
+                        continue
+                    launch.append(trial)
+                    overrides.append(list(line) + per_job + [
+                        f"++sweep.trial_id={trial._trial_id}", f"++sweep.trial_number={trial.number}"]
+                        + ([f"++extra_tags.optuna_trial={_quote(trial.number)}"] if parent else []))
+                if not launch:
+                    continue
+                try:
+                    with _beating(storage, [t._trial_id for t in launch], self.heartbeat_interval):
+                        returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+                except Exception as exc:  # the launcher could not even compose a job (bad override, ...)
+                    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                    for trial in launch:
+                        self._fail(study, trial, f"launch failed: {reason}"[:1000])
+                        done.append(TrialState.FAIL)
+                    self.job_idx += len(launch)
+                    returns = []
+                except BaseException:  # Ctrl-C, SystemExit: leave no trial RUNNING
+                    for trial in launch:
+                        self._fail(study, trial, "sweep interrupted")
+                    raise
+                self.job_idx += len(returns)
+                for trial, ret in zip(launch, returns):
+                    done.append(self._tell(study, trial, ret, uri, parent))
+                n_fail = done.count(TrialState.FAIL)
+                if len(done) >= self.min_trials_for_failure_rate and n_fail / len(done) > self.max_failure_rate:
+                    status = "FAILED"
+                    reasons = [t.user_attrs.get("fail_reason") for t in study.get_trials(deepcopy=False)
+                               if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")]
+                    raise SweepError(f"{n_fail} of {len(done)} trials failed (last: {reasons[-1] if reasons else '?'})"
+                                     f" — fix the search space or raise hydra.sweeper.max_failure_rate="
+                                     f"{self.max_failure_rate}")
+        except BaseException:
+            status = "FAILED" if status == "FAILED" else "KILLED"
+            raise
+        finally:
+            self._finish(study, url, uri, parent, done, status)
+
+    @staticmethod
+    def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+        log.warning("trial %d failed: %s", trial.number, reason)
+        with contextlib.suppress(Exception):
+            trial.set_user_attr("fail_reason", reason)
+            study.tell(trial, state=TrialState.FAIL)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn, uri: str | None,
+              parent: str | None) -> TrialState:
+        state, values, reason = classify(ret, len(study.directions))
+        if parent:
+            with contextlib.suppress(Exception):
+                run_id = tracking.find_trial_run(uri, parent, trial.number)
+                if run_id:
+                    trial.set_user_attr("mlflow_run_id", run_id)
+        try:
+            if reason:
+                trial.set_user_attr("fail_reason", reason)
+            if state == TrialState.COMPLETE:
+                study.tell(trial, values)
+            else:
+                study.tell(trial, state=state)
+        except Exception as exc:  # e.g. failed meanwhile as stale by another worker
+            log.warning("could not record trial %d as %s: %s", trial.number, state.name, exc)
+        if state == TrialState.FAIL:
+            log.warning("trial %d failed: %s", trial.number, reason)
+        else:
+            log.info("trial %d %s%s", trial.number, state.name, f" values={values}" if values else "")
+        return state
+
+    # --- the end: summary, figures, registry ----------------------------------------------------
+    def _finish(self, study: optuna.Study, url: str, uri: str | None, parent: str | None,
+                done: list[TrialState], status: str) -> None:
+        trials = study.get_trials(deepcopy=False)
+        counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (*FINISHED, TrialState.RUNNING)}
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        multi = len(study.directions) > 1
+        best = study.best_trial if complete and not multi else None  # several objectives: a Pareto front
+        pareto = [{"trial": t.number, "values": list(t.values), "params": dict(t.params),
+                   "mlflow_run": t.user_attrs.get("mlflow_run_id")} for t in study.best_trials] if multi else None
+        best_run = best.user_attrs.get("mlflow_run_id") if best else None
+        version = None
+        if best and best_run and parent and self.register_best and status == "FINISHED":
+            with ask_lock(url):  # two workers finishing together register one version
+                version = self._register(study, best, best_run, uri)
+        results = {"name": "optuna", "study_name": study.study_name, "storage": redact(url),
+                   "n_trials": counts, "this_run": {s.name.lower(): done.count(s) for s in FINISHED},
+                   "best_value": best.value if best else None, "best_params": dict(best.params) if best else None,
+                   "best_trial": best.number if best else None, "best_mlflow_run": best_run,
+                   "mlflow_parent_run": parent, "tracking_uri": uri,
+                   "registered_model": f"latentsweep-{self._model_name()}@best (v{version})" if version else None,
+                   **({"pareto_front": pareto} if multi else {})}
+        with contextlib.suppress(Exception):
+            Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(OmegaConf.create(results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml")
+        if parent:
+            figures = self._figures(study)
+            try:
+                tracking.finish_sweep_run(
+                    uri, parent,
+                    metrics={**({"best_value": best.value} if best else {}),
+                             **{f"n_{k}": v for k, v in counts.items()}},
+                    tags={**({"best_params": json.dumps(best.params), "best_trial": best.number,
+                              "best_run_id": best_run or ""} if best else {}),
+                          **({"pareto_trials": json.dumps([p["trial"] for p in pareto])} if multi else {})},
+                    figures=figures, texts={"optimization_results.json": json.dumps(results, indent=1)},
+                    status=status)
+            except Exception as exc:
+                log.warning("could not finish the MLflow parent run %s: %s", parent, exc)
+            finally:
+                import matplotlib.pyplot as plt
+
+                for fig in figures.values():
+                    plt.close(fig)
+        lines = [f"study {study.study_name} in {redact(url)}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)]
+        if best:
+            lines += [f"best value: {best.value:.6g} (trial {best.number})",
+                      f"best params: {json.dumps(best.params)}"]
+        elif multi and pareto:
+            lines.append(f"Pareto front ({len(pareto)} trials, objectives {self.config.get('objective')}):")
+            lines += [f"  trial {p['trial']}: values {p['values']} params {json.dumps(p['params'])} "
+                      f"run {p['mlflow_run']}" for p in pareto]
+        else:
+            lines.append("no trial completed yet")
+        if parent:
+            lines.append(f"MLflow: parent run {parent}, best model run {best_run} | store {uri}")
+        if version:
+            lines.append(f"registered model: models:/latentsweep-{self._model_name()}@best (version {version})")
+        for line in lines:
+            log.info(line)
+        print("\n".join(lines), flush=True)
+
+    def _register(self, study: optuna.Study, best: optuna.trial.FrozenTrial, best_run: str, uri: str | None):
+        """Register the best trial's model unless this very trial is already the registered one."""
+        attrs = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs
+        if attrs.get("registered_best_trial") == best.number:
+            return attrs.get("registered_version")
+        try:
+            version = tracking.register_best_model(
+                uri, best_run, f"latentsweep-{self._model_name()}", "best",
+                tags={"optuna_study": study.study_name, "optuna_trial": best.number, "value": best.value})
+        except LatentSweepError as exc:
+            log.warning("best model not registered: %s", exc)
+            return None
+        study.set_user_attr("registered_best_trial", best.number)
+        study.set_user_attr("registered_version", version)
+        return version
+
+    def _figures(self, study: optuna.Study) -> dict[str, Any]:
+        """Optuna's matplotlib plots; each one is skipped (with a note) when the study cannot draw it."""
+        from optuna.visualization import matplotlib as ovm
+
+        complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+        if len(study.directions) > 1:  # history / importances need one target; the front says it all
+            return self._draw({"figures/pareto_front.png": ovm.plot_pareto_front}, study) \
+                if len(study.directions) <= 3 and complete else {}
+        plots = {"figures/optimization_history.png": ovm.plot_optimization_history}
+        if len(complete) >= 2:
+            plots["figures/parallel_coordinate.png"] = ovm.plot_parallel_coordinate
+            varying = {k for t in complete for k in t.params if t.params[k] != complete[0].params.get(k)}
+            if varying:
+                plots["figures/param_importances.png"] = ovm.plot_param_importances
+        if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+            plots["figures/intermediate_values.png"] = ovm.plot_intermediate_values
+        return self._draw(plots, study)
+
+    @staticmethod
+    def _draw(plots: dict[str, Any], study: optuna.Study) -> dict[str, Any]:
+        out = {}
+        for name, plot in plots.items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    axes = plot(study)
+                ax = axes.flat[0] if hasattr(axes, "flat") else axes
+                out[name] = ax.figure
+            except Exception as exc:
+                log.info("figure %s skipped: %s", name, exc)
+        return out
+
+
+class LatentSweepOptunaSweeper(OptunaSweeper):
+    """The Hydra plugin (`_target_` of conf/hydra/sweeper/optuna.yaml)."""
+
+    def __init__(self, sampler: Any, direction: Any, storage: Any | None, study_name: str | None,
+                 n_trials: int, n_jobs: int, max_failure_rate: float, custom_search_space: str | None,
+                 params: DictConfig | None, pruner: Any = None, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None, mlflow: bool = True, register_best: bool = True,
+                 min_trials_for_failure_rate: int = 4) -> None:
+        seed = OmegaConf.select(sampler, "seed", default=None) if isinstance(sampler, DictConfig) else None
+        super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
+                         custom_search_space, params)  # instantiates the sampler
+        self.sweeper = LatentSweepImpl(
+            self.sweeper.sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
+            custom_search_space, params,
+            pruner=OmegaConf.to_container(pruner, resolve=True) if isinstance(pruner, DictConfig) else pruner,
+            heartbeat_interval=heartbeat_interval, grace_period=grace_period, mlflow=mlflow,
+            register_best=register_best, min_trials_for_failure_rate=min_trials_for_failure_rate,
+            sampler_seed=seed)

@@ -1,0 +1,90 @@
+"""Job side of a sweep: report each epoch's val_loss to the Optuna trial and stop hopeless ones.
+
+The sweeper passes `sweep.{storage,study_name,trial_id,pruner,heartbeat_interval}` as overrides;
+the job (possibly another process: the joblib launcher, SLURM) reloads the study with the same
+pruner and reports into the trial the sweeper asked for. A daemon thread records heartbeats so a
+killed sweep's trials are recognised as stale and failed by the next start. Worker processes are
+reused across jobs, so everything here is per call: nothing is cached in module state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import warnings
+from collections.abc import Callable
+
+import optuna
+from omegaconf import DictConfig
+
+from ..objectives import objective_names
+from .pruners import make_pruner
+from .storage import make_storage
+
+log = logging.getLogger(__name__)
+
+PRUNE_METRIC = "val_loss"  # what the loop reports every epoch; lower is better
+
+
+class PruningCallback:
+    """`fit` callback: `trial.report(val_loss, epoch)`, raise `optuna.TrialPruned` when told to."""
+
+    def __init__(self, trial: optuna.trial.Trial, metric: str = PRUNE_METRIC):
+        self.trial = trial
+        self.metric = metric
+
+    def __call__(self, epoch: int, metrics: dict) -> None:
+        value = metrics.get(self.metric)
+        if value is None or not math.isfinite(float(value)):
+            return
+        self.trial.report(float(value), epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.metric}={float(value):.5g})")
+
+
+def _heartbeat(storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> threading.Event:
+    """Record a heartbeat now and every `interval` s until the trial leaves RUNNING (or stop is set)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                if storage.get_trial(trial_id).state != optuna.trial.TrialState.RUNNING:
+                    return
+                storage.record_heartbeat(trial_id)
+            except Exception as exc:  # a flaky storage must not kill training
+                log.debug("heartbeat for trial %d failed: %s", trial_id, exc)
+            if stop.wait(interval):
+                return
+
+    storage.record_heartbeat(trial_id)
+    threading.Thread(target=beat, name=f"optuna-heartbeat-{trial_id}", daemon=True).start()
+    return stop
+
+
+def sweep_callbacks(cfg: DictConfig) -> list[Callable[[int, dict], None]]:
+    """Callbacks for `pipeline.train`: a pruning reporter when this job is an Optuna trial, else []."""
+    sweep = cfg.get("sweep")
+    if not sweep or sweep.get("trial_id") is None:
+        return []
+    interval = sweep.get("heartbeat_interval")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+        storage = make_storage(sweep.storage, heartbeat_interval=interval)
+    pruner_cfg = sweep.get("pruner")
+    pruner = make_pruner(json.loads(pruner_cfg) if isinstance(pruner_cfg, str) else pruner_cfg)
+    study = optuna.load_study(study_name=str(sweep.study_name), storage=storage, pruner=pruner,
+                              sampler=optuna.samplers.RandomSampler())  # the job never samples
+    trial = optuna.trial.Trial(study, int(sweep.trial_id))
+    if interval:
+        _heartbeat(storage, int(sweep.trial_id), float(interval))
+    # The pruner compares the reported values with the finished trials' objective values, so
+    # epochs are reported (and pruned) only when the objective IS val_loss. Other objectives
+    # (maximised, latent-based, several at once: Optuna cannot prune multi-objective studies) run
+    # every trial to the end.
+    if objective_names(cfg.get("objective", "val_loss")) != [PRUNE_METRIC]:
+        log.info("objective %s is not val_loss: this trial is not pruned", cfg.get("objective"))
+        return []
+    return [PruningCallback(trial)]
