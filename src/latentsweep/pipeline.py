@@ -193,6 +193,8 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    log.info("training: %d train / %d val series, %s parameters, %s, MLflow run %s", len(data.train), len(data.val),
+             f"{params['n_parameters']:,}", device, run_id)
     try:
         result = fit(model, optimizer, train_loader, val_loader, max_epochs=cfg.trainer.max_epochs,
                      device=device, patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
@@ -203,10 +205,13 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
         pruned = type(exc).__name__ == "TrialPruned"
         if isinstance(exc, torch.cuda.OutOfMemoryError):
             exc = out_of_memory_error(cfg, device, exc)
-        if pruned:
-            tracker.set_tags({"pruned": "true"})
-        else:
-            tracker.set_tags({"failure": f"{type(exc).__name__}: {str(exc)[:400]}"})
+        try:  # the store may be what failed (server down): never hide the original error
+            if pruned:
+                tracker.set_tags({"pruned": "true"})
+            else:
+                tracker.set_tags({"failure": f"{type(exc).__name__}: {str(exc)[:400]}"})
+        except Exception as tag_exc:
+            log.warning("could not tag MLflow run %s: %s", run_id, str(tag_exc).splitlines()[0][:200])
         tracker.end("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
         if isinstance(exc, ResourceError):
             raise exc from exc.__cause__

@@ -67,12 +67,38 @@ def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# MLflow's own HTTP defaults (7 retries, backoff factor 2, 120 s timeout) make an unreachable
+# server look like a hang of several minutes. Fail within seconds instead; Tracker._retry still
+# rides out short blips mid-run. Values the user exported win (setdefault).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """'connection refused' / 'timed out' when `exc` is a failed connection to a server, else None."""
+    text = str(exc)
+    if "refused" in text.lower():
+        return "connection refused"
+    if "Max retries exceeded" in text or "timed out" in text.lower() or "Failed to establish" in text:
+        return "no answer"
+    return None
+
+
 def client_for(uri: str | None = None):
     from mlflow.tracking import MlflowClient
 
     uri = resolve_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
     _prepare_local_store(uri)
-    return MlflowClient(tracking_uri=uri), uri
+    try:  # the store is opened (and a SQLite schema migrated) right here
+        return MlflowClient(tracking_uri=uri), uri
+    except Exception as exc:  # a corrupt mlflow.db, an unsupported scheme, the retired file store
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(f"cannot open the MLflow store {uri}: {first[:300]} — set tracking.uri / "
+                            "MLFLOW_TRACKING_URI to a working store (sqlite:///<dir>/mlflow.db or "
+                            "http://host:port); move a damaged mlflow.db aside") from exc
 
 
 def get_or_create_experiment(client, name: str, uri: str) -> str:
@@ -86,6 +112,10 @@ def get_or_create_experiment(client, name: str, uri: str) -> str:
     except MlflowException as exc:
         if "already exists" in str(exc) or "UNIQUE constraint" in str(exc):  # a parallel worker won
             return client.get_experiment_by_name(name).experiment_id
+        if _unreachable(exc):
+            raise TrackingError(f"cannot reach the MLflow tracking server {uri} ({_unreachable(exc)}) — start "
+                                "it (mlflow server --host 127.0.0.1 --port <port>) or set tracking.uri / "
+                                "MLFLOW_TRACKING_URI") from exc
         raise TrackingError(f"MLflow store {uri} refused the experiment: {str(exc).splitlines()[0]} — "
                             "check tracking.uri") from exc
     except Exception as exc:  # connection errors from a remote server, sqlite errors, ...
@@ -241,3 +271,149 @@ def load_model(run_id: str, tracking_uri: str | None = None):
             raise TrackingError(f"run {run_id} has no saved model in {uri} ({str(exc).splitlines()[0]}) "
                                 "— pick a finished run with tracking.log_model=true") from exc
         return load_model_files(local)
+
+
+# =================================================================================================
+# Sweeps (issue 4): a parent run per Optuna study, trial lookup, the Model Registry.
+# Explicit run ids only (no fluent "active run"), like the rest of this module.
+# =================================================================================================
+
+SWEEP_STUDY_TAG = "optuna_study"
+SWEEP_PARENT_TAG = "sweep_parent"
+REGISTERED_MODEL_DIR = "registered_model"
+
+
+def load_model_paths(weights: str | Path, config: str | Path):
+    """(model in eval mode, config dict) from a safetensors file and its config.yaml."""
+    from safetensors.torch import load_file
+
+    from .build import build_model_from_dict
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    model = build_model_from_dict(cfg["model"], cfg["spec"], cfg.get("task"))
+    model.load_state_dict(load_file(str(weights)))
+    model.eval()
+    return model, cfg
+
+
+def sweep_parent_run(uri: str | None, experiment: str, study_name: str, storage_label: str,
+                     known_run_id: str | None = None, params: Mapping[str, Any] | None = None,
+                     tags: Mapping[str, Any] | None = None) -> str:
+    """The study's parent run, reused on resume: `known_run_id` if it is in this store, else the run
+    tagged with the study and storage, else a new one. Reopened as RUNNING; `tags` refreshed."""
+    client, uri = client_for(uri)
+    exp_id = get_or_create_experiment(client, experiment, uri)
+    run_id = None
+    if known_run_id:
+        try:
+            run_id = client.get_run(known_run_id).info.run_id
+        except Exception:
+            run_id = None
+    if run_id is None:
+        found = client.search_runs([exp_id], filter_string=f"tags.{SWEEP_PARENT_TAG} = 'true' and "
+                                   f"tags.{SWEEP_STUDY_TAG} = '{study_name}'", max_results=50)
+        found = [r for r in found if r.data.tags.get("optuna_storage") == storage_label]
+        run_id = found[0].info.run_id if found else None
+    all_tags = {SWEEP_PARENT_TAG: "true", SWEEP_STUDY_TAG: study_name, "optuna_storage": storage_label,
+                **{k: str(v) for k, v in (tags or {}).items()}}
+    if run_id is None:
+        run_id = client.create_run(exp_id, run_name=f"sweep {study_name}", tags=all_tags).info.run_id
+        if params:
+            from mlflow.entities import Param
+
+            client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in flatten(params).items()])
+    else:
+        client.update_run(run_id, status="RUNNING")
+        for k, v in all_tags.items():
+            client.set_tag(run_id, k, v)
+    return run_id
+
+
+def find_trial_run(uri: str | None, parent_run_id: str, trial_number: int) -> str | None:
+    """The nested run of Optuna trial `trial_number` under `parent_run_id` (None if it logged none)."""
+    client, _ = client_for(uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and "
+                                            f"tags.optuna_trial = '{trial_number}'", max_results=5)
+    return runs[0].info.run_id if runs else None
+
+
+def finish_sweep_run(uri: str | None, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, Any],
+                     figures: Mapping[str, Any] = (), texts: Mapping[str, str] = (),
+                     status: str = "FINISHED") -> None:
+    """Best value/params, figures and files on the parent run, then mark it finished."""
+    from mlflow.entities import Metric
+
+    client, _ = client_for(uri)
+    now = int(time.time() * 1000)
+    if metrics:
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    for k, v in tags.items():
+        client.set_tag(run_id, k, str(v)[:5000])
+    for name, fig in dict(figures).items():
+        client.log_figure(run_id, fig, name)
+    for name, text in dict(texts).items():
+        client.log_text(run_id, text, name)
+    client.set_terminated(run_id, status=status)
+
+
+def register_best_model(uri: str | None, run_id: str, model_name: str, alias: str = "best",
+                        tags: Mapping[str, Any] | None = None) -> str:
+    """Register the model `run_id` saved as a models-from-code pyfunc (no pickle); move `alias` to it.
+
+    The pyfunc (code: `sweeps/pyfunc_model.py`, artifacts: weights.safetensors + config.yaml, the
+    latentsweep package as code) is logged under the run's `registered_model/`. Returns the version.
+    """
+    import warnings
+
+    import mlflow
+    import torch
+
+    client, uri = client_for(uri)
+    here = Path(__file__).resolve().parent
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_DIR,
+                                                        dst_path=str(Path(tmp) / "src"), tracking_uri=uri)
+        except Exception as exc:
+            raise TrackingError(f"run {run_id} has no saved model in {uri} — keep tracking.log_model=true "
+                                "to register the best trial") from exc
+        target = Path(tmp) / "pyfunc"
+        with warnings.catch_warnings():  # type-hint notes about predict(): we log no signature on purpose
+            warnings.simplefilter("ignore", UserWarning)
+            mlflow.pyfunc.save_model(
+                path=str(target), python_model=str(here / "sweeps" / "pyfunc_model.py"),
+                artifacts={"weights": str(Path(local) / "weights.safetensors"),
+                           "config": str(Path(local) / "config.yaml")},
+                code_paths=[str(here)],
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "safetensors", "pyyaml", "numpy",
+                                  f"mlflow=={mlflow.__version__}"])
+        client.log_artifacts(run_id, str(target), REGISTERED_MODEL_DIR)
+    source = f"{client.get_run(run_id).info.artifact_uri}/{REGISTERED_MODEL_DIR}"
+    try:
+        client.create_registered_model(model_name, description="latentsweep: best trial of Optuna sweeps")
+    except Exception as exc:
+        if "already exists" not in str(exc) and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+            raise TrackingError(f"cannot create registered model {model_name} in {uri}: "
+                                f"{str(exc).splitlines()[0]} — check tracking.uri") from exc
+    version = client.create_model_version(model_name, source=source, run_id=run_id,
+                                          tags={k: str(v) for k, v in (tags or {}).items()})
+    client.set_registered_model_alias(model_name, alias, version.version)
+    return str(version.version)
+
+
+def load_registered_model(model_name: str, alias: str = "best", tracking_uri: str | None = None):
+    """(torch model in eval mode, config dict) of `models:/<model_name>@<alias>`, without pickle."""
+    import mlflow
+
+    client, uri = client_for(tracking_uri)
+    try:
+        version = client.get_model_version_by_alias(model_name, alias)
+    except Exception as exc:
+        raise TrackingError(f"no registered model {model_name}@{alias} in {uri} — run a sweep with "
+                            "hydra.sweeper.register_best=true, or check tracking.uri") from exc
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=tmp,
+                                                         tracking_uri=uri))
+        return load_model_paths(local / "artifacts" / "weights.safetensors", local / "artifacts" / "config.yaml")
