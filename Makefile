@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 TORCH_VERSION ?=
 PORT   ?= 5000
-HOST   ?= 127.0.0.1
+# := (not ?=): an exported $HOST must not open the UI to the network; `make ui HOST=...` still does
+HOST   := 127.0.0.1
 
 .DEFAULT_GOAL := help
 .PHONY: help install test lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check clean
@@ -31,7 +32,7 @@ train: ## train the default model once (add ARGS="model=rnn_ae trainer.max_epoch
 	$(PY) train.py $(ARGS)
 
 sweep: ## Optuna sweep over the default model's search space (ARGS="model=conv_ae ...")
-	$(PY) train.py -m hydra/sweeper=optuna $(ARGS)
+	$(PY) train.py -m hydra/sweeper=optuna hydra/launcher=trials $(ARGS)
 
 analyze: ## latent-space analysis of the best model (ARGS="run=<mlflow run id>")
 	$(PY) analyze.py $(ARGS)

@@ -60,7 +60,7 @@ def overhead(n_trials: int, fixed: list[str]) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
-        cli = sweep(cwd, "~search", *fixed, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.pruner.name=none")
+        cli = sweep(cwd, "~search", "model.dropout=choice(0.0)", *fixed, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.pruner.name=none")
         cfg = compose_train([*fixed, "tracking.enabled=false", "trainer.checkpoint_dir=null"])
         bare_study = optuna.create_study()
         t0 = time.perf_counter()
@@ -108,7 +108,7 @@ def parallel(n_trials: int, fixed: list[str]) -> dict:
     rows, raw = [], {}
     for n_jobs in (1, 2):
         with tempfile.TemporaryDirectory() as tmp:
-            wall = sweep(Path(tmp), "~search", *fixed, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.pruner.name=none",
+            wall = sweep(Path(tmp), "~search", "model.dropout=choice(0.0)", *fixed, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.pruner.name=none",
                          "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweeper.n_jobs={n_jobs}",
                          f"trainer.num_threads={max(1, (os.cpu_count() or 2) // n_jobs)}")
         raw[n_jobs] = {"wall_s": wall, "trials_per_min": 60 * n_trials / wall}

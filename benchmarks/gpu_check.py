@@ -38,7 +38,7 @@ def sharing_table() -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             cwd = Path(tmp)
             t0 = time.perf_counter()
-            sweep(cwd, "~search", f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.pruner.name=none",
+            sweep(cwd, "~search", "model.dropout=choice(0.0)", f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.pruner.name=none",
                   f"trainer.max_epochs={EPOCHS}", "trainer.patience=null", "hydra/launcher=joblib",
                   f"hydra.launcher.n_jobs={per_gpu}", f"hydra.sweeper.n_jobs={per_gpu}", "trainer.num_threads=1",
                   "data.n_series=2000", "data.shortest=25", "data.longest=400")

@@ -243,7 +243,7 @@ def test_classification_sweep_maximises_macro_f1(tmp_path):
     proc = subprocess.run(" ".join(cmd), shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    study = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}")
+    study = optuna.load_study(study_name="rnn_ae-synthetic-classify", storage=f"sqlite:///{tmp_path / 'sweeps' / 'optuna.db'}")
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     values = [t.value for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(values) == 2 and study.best_value == max(values) and all(0.0 <= v <= 1.0 for v in values)

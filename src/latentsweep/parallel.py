@@ -57,11 +57,13 @@ def device_for_job(job_num: int, n_gpus: int) -> str:
 
 
 def register_resolvers() -> None:
-    """`${ls_n_jobs:}` and `${ls_threads:}` for configs (e.g. the sweep's launcher n_jobs)."""
+    """Config resolvers: `${ls_n_jobs:<trials per GPU>}` sizes `hydra/launcher=trials`, and
+    `${ls_parallel:<launcher n_jobs>}` turns joblib's -1 ("all cores") into a count."""
     from omegaconf import OmegaConf
 
+    _register_resolver = getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver
     if not OmegaConf.has_resolver("ls_n_jobs"):
-        OmegaConf.register_new_resolver("ls_n_jobs", lambda tpg=DEFAULT_TRIALS_PER_GPU: plan_jobs(
+        _register_resolver("ls_n_jobs", lambda tpg=DEFAULT_TRIALS_PER_GPU: plan_jobs(
             trials_per_gpu=int(tpg)).n_jobs)
-    if not OmegaConf.has_resolver("ls_threads"):
-        OmegaConf.register_new_resolver("ls_threads", lambda n_jobs: max(1, available_cores() // int(n_jobs)))
+    if not OmegaConf.has_resolver("ls_parallel"):
+        _register_resolver("ls_parallel", lambda n=1: int(n) if int(n) > 0 else available_cores())

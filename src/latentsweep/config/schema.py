@@ -199,9 +199,21 @@ def all_schemas() -> dict[str, dict[str, type]]:
     return merged
 
 
+def _task_suffix(task: str | None) -> str:
+    return "" if task in (None, "", "reconstruct") else f"-{task}"
+
+
 def register_configs() -> None:
-    """Store every schema as `<group>/<name>_schema` (idempotent)."""
+    """Store every schema as `<group>/<name>_schema` (idempotent), and our config resolvers."""
     from ..sweeps.config import register as register_sweeper
+
+    # OmegaConf 2.4 renamed register_new_resolver to register_resolver
+    _register_resolver = getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver
+    if not OmegaConf.has_resolver("ls_task_suffix"):  # study names: rnn_ae-synthetic(-classify)
+        _register_resolver("ls_task_suffix", _task_suffix)
+    from ..parallel import register_resolvers
+
+    register_resolvers()  # ${ls_n_jobs:...}: trial processes for this machine (hydra/launcher=trials)
 
     register_sweeper()  # hydra/sweeper/latentsweep_optuna_schema and the sweeper plugin class
     cs = ConfigStore.instance()

@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,7 @@ from .. import tracking
 from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
+from ..parallel import device_for_job, visible_gpus
 from . import spaces
 from .pruners import make_pruner
 from .storage import ask_lock, make_storage, normalize_url, redact
@@ -175,6 +177,13 @@ class LatentSweepImpl(OptunaSweeperImpl):
         choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
         return str(choices.get("model") or self.config.model._target_.rsplit(".", 1)[-1])
 
+    def _registry_name(self) -> str:
+        """`latentsweep-<model>` for autoencoders; other tasks get their own entry (`-classify`), so a
+        classifier never takes the `best` alias that `task.pretrained=best` and analyze.py expect."""
+        choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
+        task = choices.get("task") or "reconstruct"
+        return f"latentsweep-{self._model_name()}" + ("" if task == "reconstruct" else f"-{task}")
+
     def _parent_run(self, study: optuna.Study, url: str, uri: str, direction: str, dists: dict,
                     fixed: dict) -> str:
         space_text = "\n".join([f"{k}: {v}" for k, v in dists.items()]
@@ -198,7 +207,14 @@ class LatentSweepImpl(OptunaSweeperImpl):
             # heartbeats are "experimental" and "meant for Study.optimize": we drive them ourselves
             warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
             warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-            self._sweep(arguments)
+            try:
+                self._sweep(arguments)
+            except LatentSweepError as exc:  # a sweep that cannot start: one line, like a single run
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                    raise
+                log.error("%s", exc)
+                print(f"error: {exc}", file=sys.stderr)
+                sys.exit(1)
 
     def _sweep(self, arguments: list[str]) -> None:
         cfg = self.config
@@ -269,6 +285,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
                             _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
                         trials.append(study.ask())
                 launch, overrides = [], []
+                gpus = visible_gpus() if str(cfg.trainer.get("device", "auto")) == "auto" else 0
                 for trial in trials:
                     try:
                         (line,) = self._configure_trials([trial], free, fixed, fixed_overrides)
@@ -277,8 +294,11 @@ class LatentSweepImpl(OptunaSweeperImpl):
                         study.tell(trial, state=TrialState.FAIL)
                         done.append(TrialState.FAIL)
                         continue
+                    # several GPUs: job k trains on GPU k mod n (one GPU: `auto` already picks it)
+                    placement = ([f"++trainer.device={device_for_job(self.job_idx + len(launch), gpus)}"]
+                                 if gpus > 1 else [])
                     launch.append(trial)
-                    overrides.append(list(line) + per_job + [
+                    overrides.append(list(line) + per_job + placement + [
                         f"++sweep.trial_id={trial._trial_id}", f"++sweep.trial_number={trial.number}"]
                         + ([f"++extra_tags.optuna_trial={_quote(trial.number)}"] if parent else []))
                 if not launch:
@@ -364,7 +384,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
                    "best_value": best.value if best else None, "best_params": dict(best.params) if best else None,
                    "best_trial": best.number if best else None, "best_mlflow_run": best_run,
                    "mlflow_parent_run": parent, "tracking_uri": uri,
-                   "registered_model": f"latentsweep-{self._model_name()}@best (v{version})" if version else None,
+                   "registered_model": f"{self._registry_name()}@best (v{version})" if version else None,
                    **({"pareto_front": pareto} if multi else {})}
         with contextlib.suppress(Exception):
             Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
@@ -401,7 +421,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
         if parent:
             lines.append(f"MLflow: parent run {parent}, best model run {best_run} | store {uri}")
         if version:
-            lines.append(f"registered model: models:/latentsweep-{self._model_name()}@best (version {version})")
+            lines.append(f"registered model: models:/{self._registry_name()}@best (version {version})")
         for line in lines:
             log.info(line)
         print("\n".join(lines), flush=True)
@@ -413,7 +433,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
             return attrs.get("registered_version")
         try:
             version = tracking.register_best_model(
-                uri, best_run, f"latentsweep-{self._model_name()}", "best",
+                uri, best_run, self._registry_name(), "best",
                 tags={"optuna_study": study.study_name, "optuna_trial": best.number, "value": best.value})
         except LatentSweepError as exc:
             log.warning("best model not registered: %s", exc)
