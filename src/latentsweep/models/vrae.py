@@ -38,10 +38,11 @@ LOGVAR_LIMIT = 10.0  # keeps exp(logvar) finite early in training
 class VRAE(RNNAutoencoder):
     def __init__(self, spec: DataSpec, hidden_size: int = 64, latent_dim: int = 16, num_layers: int = 1,
                  cell: str = "gru", bidirectional: bool = False, dropout: float = 0.0, loss: str = "mse",
-                 sequence_path: str = "auto", beta: float = 1.0, kl_warmup_epochs: int = 0):
+                 sequence_path: str = "auto", beta: float = 1.0, kl_warmup_epochs: int = 0,
+                 time_input: bool = True):
         super().__init__(spec, hidden_size=hidden_size, latent_dim=latent_dim, num_layers=num_layers,
                          cell=cell, bidirectional=bidirectional, dropout=dropout, loss=loss,
-                         sequence_path=sequence_path)
+                         sequence_path=sequence_path, time_input=time_input)
         if beta < 0:
             raise ValueError(f"model.beta must be >= 0, got {beta}")
         if kl_warmup_epochs < 0:

@@ -47,7 +47,7 @@ class LatentSweepOptunaConf(OptunaSweeperConf):
 def register() -> None:
     """Store the schema (idempotent); called from `latentsweep.config.register_configs`."""
     ConfigStore.instance().store(group="hydra/sweeper", name="latentsweep_optuna_schema",
-                                 node=LatentSweepOptunaConf, provider="latentsweep")
+                                 node=LatentSweepOptunaConf, provider="latentsweep", replace=True)
     register_plugin()
 
 
