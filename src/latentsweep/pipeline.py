@@ -184,7 +184,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     tags.update(task.tags)
     tags.update(cfg.get("extra_tags") or {})
     resume_run_id = resume_state["loop"].get("mlflow_run_id") if resume_state else None
-    run_id = tracker.start(run_name=cfg.tracking.run_name, params=params if not resume_run_id else None,
+    trial = (cfg.get("extra_tags") or {}).get("optuna_trial")
+    run_name = cfg.tracking.run_name or (f"trial {trial}" if trial is not None else None)
+    run_id = tracker.start(run_name=run_name, params=params if not resume_run_id else None,
                            tags=tags, resume_run_id=resume_run_id,
                            parent_run_id=(cfg.get("extra_tags") or {}).get("parent_run_id"))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,14 +73,40 @@ def make_storage(url: str, heartbeat_interval: int | None = None,
 
 @contextlib.contextmanager
 def ask_lock(url: str) -> Iterator[None]:
-    """Serialise count-then-ask across processes sharing one SQLite file (no-op for servers)."""
+    """Serialise count-then-ask across processes sharing one study.
+
+    SQLite: an flock on a file beside the database. PostgreSQL: a session advisory lock, so
+    workers on many machines never overshoot `n_trials` or race to create the schema. Other
+    servers: no lock (a few extra trials are possible when workers ask at the same instant).
+    """
     path = sqlite_path(url)
-    if path is None:
-        yield
+    if path is not None:
+        with open(str(path) + ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
         return
-    with open(str(path) + ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    if url.startswith("postgresql"):
+        from sqlalchemy import text
+
+        with _engine(url).connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+                conn.commit()
+        return
+    yield
+
+
+PG_LOCK_KEY = 0x4C61_7465_6E74  # "Latent": one advisory lock for latentsweep's ask step
+
+
+@functools.lru_cache(maxsize=8)
+def _engine(url: str):
+    from sqlalchemy import create_engine
+
+    return create_engine(url, pool_pre_ping=True)

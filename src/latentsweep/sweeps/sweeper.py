@@ -241,8 +241,14 @@ class LatentSweepImpl(OptunaSweeperImpl):
 
         storage = make_storage(url, self.heartbeat_interval, self.grace_period)
         pruner = make_pruner(self.pruner_cfg)
-        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
-                                    pruner=pruner, directions=directions, load_if_exists=True)
+        try:
+            with ask_lock(url):  # workers starting together on a fresh storage create one study
+                study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self.sampler,
+                                            pruner=pruner, directions=directions, load_if_exists=True)
+        except optuna.exceptions.StorageInternalError as exc:
+            cause = str(exc.__cause__ or exc).strip().splitlines()[0]
+            raise ConfigError(f"cannot write the Optuna storage {redact(url)} ({cause}) — is it read-only? "
+                              "fix its permissions or set hydra.sweeper.storage") from exc
         if [d.name.lower() for d in study.directions] != directions:
             raise ConfigError(f"study {study.study_name} in {redact(url)} was created to "
                               f"{[d.name.lower() for d in study.directions]}, objective {cfg.get('objective')} "
@@ -276,6 +282,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
         try:
             while True:
                 with ask_lock(url):
+                    if self.heartbeat_interval:  # trials of a sweep killed meanwhile stop counting as running
+                        optuna.storages.fail_stale_trials(study)
                     to_go = self.n_trials - len(study.get_trials(deepcopy=False))
                     if to_go <= 0:
                         break
