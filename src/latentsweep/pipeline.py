@@ -200,7 +200,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     try:
         result = fit(model, optimizer, train_loader, val_loader, max_epochs=cfg.trainer.max_epochs,
                      device=device, patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
-                     precision=precision, checkpointer=checkpointer, resume=bool(cfg.trainer.resume),
+                     precision=precision, checkpointer=checkpointer, resume_from=resume_state,
                      callbacks=[log_epoch, *callbacks], progress=cfg.trainer.progress,
                      loop_extras=lambda: {"mlflow_run_id": run_id})
     except BaseException as exc:

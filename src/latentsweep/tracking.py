@@ -22,6 +22,8 @@ from .errors import TrackingError
 log = logging.getLogger(__name__)
 
 DEFAULT_STORE_DIR = "mlruns"
+# Loading a model downloads its artifacts: no per-file progress bar in our logs.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 MODEL_DIR = "model"
 
 

@@ -102,22 +102,21 @@ def fit(
     grad_clip: float | None = None,
     precision: str = "32",
     checkpointer: Checkpointer | None = None,
-    resume: bool = False,
+    resume_from: dict[str, Any] | None = None,
     callbacks: Sequence[EpochCallback] = (),
     progress: bool | None = None,
-    on_resume: Callable[[dict[str, Any]], None] | None = None,
     loop_extras: Callable[[], dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train for up to `max_epochs`, keep the weights with the lowest validation loss.
 
-    With `resume=True` the loop continues from `checkpointer`'s last epoch and, for the same
-    seed, ends with the same weights as an uninterrupted run.
+    With `resume_from` (what `Checkpointer.load` returned) the loop continues after that epoch
+    and, for the same seed, ends with the same weights as an uninterrupted run.
     """
     start_epoch, history = 0, []
     best_val, best_epoch, bad_epochs = math.inf, -1, 0
     best_state = state_dict_to_cpu(model.state_dict())
-    if resume and checkpointer is not None:
-        ckpt = checkpointer.load(map_location=device)
+    if resume_from is not None:
+        ckpt = resume_from
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         set_rng_state(ckpt["rng"])
@@ -127,8 +126,6 @@ def fit(
         best_val, best_epoch, bad_epochs = loop["best_val"], loop["best_epoch"], loop["bad_epochs"]
         if ckpt["best_state"] is not None:
             best_state = ckpt["best_state"]
-        if on_resume:
-            on_resume(loop)
         log.info("resumed from epoch %d (best val_loss %.5g)", ckpt["epoch"], best_val)
 
     if progress is None:
@@ -177,8 +174,6 @@ def fit(
                               loop_state=loop_state)
         for callback in callbacks:
             callback(epoch, metrics)
-    else:
-        stopped_early = bool(patience and bad_epochs >= patience and len(history) < max_epochs)
     bar.close()
     return FitResult(best_val_loss=best_val, best_epoch=best_epoch, epochs_run=len(history),
                      history=history, best_state=best_state, stopped_early=stopped_early,
