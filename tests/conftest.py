@@ -31,6 +31,18 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+def compose_config(overrides=(), config_name: str = "train", return_hydra_config: bool = False):
+    """The config `train.py` (or `analyze.py`) would get for `overrides`, via Hydra's compose API."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR):
+            return compose(config_name=config_name, overrides=list(overrides),
+                           return_hydra_config=return_hydra_config)
+    finally:
+        GlobalHydra.instance().clear()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cwd(tmp_path, monkeypatch):
     """Every test runs in its own folder: outputs/, mlruns/ and sweeps/ never touch the repo."""
@@ -49,13 +61,9 @@ def make_cfg(tmp_path, mlflow_uri):
     """compose(overrides) -> the config `train.py` would get, with tmp checkpoint and store."""
 
     def _make(overrides: list[str] | tuple[str, ...] = (), tiny: bool = True, config_name: str = "train"):
-        register_configs()
-        GlobalHydra.instance().clear()
         base = [f"tracking.uri={mlflow_uri}", f"trainer.checkpoint_dir={tmp_path / 'run' / 'checkpoint'}"]
         if config_name != "train":
             base = []
-        with initialize_config_dir(config_dir=CONF_DIR):
-            return compose(config_name=config_name, overrides=base + (TINY if tiny else []) + list(overrides))
+        return compose_config(base + (TINY if tiny else []) + list(overrides), config_name)
 
-    yield _make
-    GlobalHydra.instance().clear()
+    return _make

@@ -131,26 +131,17 @@ def existing_store(tmp_path_factory):
     """An MLflow store that already holds a finished run; failed starts must leave it as it was."""
     import os
 
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from latentsweep.config import register_configs
+    from tests.conftest import compose_config
 
     folder = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    register_configs()
-    GlobalHydra.instance().clear()
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        with initialize_config_dir(config_dir=str(ROOT / "conf")):
-            cfg = compose("train", overrides=[f"tracking.uri={uri}", "trainer.checkpoint_dir=null",
-                                               "data.n_series=40", "trainer.max_epochs=1",
-                                               "model.hidden_size=8", "trainer.progress=false"])
-        train(cfg)
+        train(compose_config([f"tracking.uri={uri}", "trainer.checkpoint_dir=null", "data.n_series=40",
+                              "trainer.max_epochs=1", "model.hidden_size=8", "trainer.progress=false"]))
     finally:
         os.chdir(cwd)
-        GlobalHydra.instance().clear()
     return folder, uri
 
 

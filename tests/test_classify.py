@@ -32,7 +32,7 @@ from latentsweep.tasks.metrics import ConfusionTally, confusion_matrix, per_clas
 from latentsweep.tasks.report import predict
 from latentsweep.tracking import load_model
 from latentsweep.training import fit, seed_everything
-from tests.conftest import CONF_DIR, TINY
+from tests.conftest import TINY, compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFY = ["task=classify", "trainer.patience=null", "tracking.n_reconstructions=0"]
@@ -134,20 +134,10 @@ def test_classifier_beats_the_majority_class_and_logs_its_scores(make_cfg, mlflo
 @pytest.fixture(scope="module")
 def autoencoder_run(tmp_path_factory):
     """One rnn_ae run (hidden 24, latent 6) in its own store; classifiers start from it."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from latentsweep.config import register_configs
-
     folder = tmp_path_factory.mktemp("pretrain")
     uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
-        cfg = compose("train", overrides=[*TINY, f"tracking.uri={uri}", "trainer.checkpoint_dir=null",
-                                          "model.hidden_size=24", "model.latent_dim=6", "trainer.max_epochs=1",
-                                          "tracking.n_reconstructions=0"])
-    GlobalHydra.instance().clear()
+    cfg = compose_config([*TINY, f"tracking.uri={uri}", "trainer.checkpoint_dir=null", "model.hidden_size=24",
+                          "model.latent_dim=6", "trainer.max_epochs=1", "tracking.n_reconstructions=0"])
     train(cfg)
     return uri, _run_id(uri)
 

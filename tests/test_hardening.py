@@ -30,20 +30,11 @@ STUDY = "rnn_ae-synthetic"  # the default study name of `python train.py -m hydr
 @pytest.fixture(scope="module")
 def stored(tmp_path_factory):
     """A folder holding a finished MLflow run, its checkpoint, and an Optuna study with 2 trials."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from latentsweep.config import register_configs
+    from tests.conftest import compose_config
 
     folder = tmp_path_factory.mktemp("stored")
     uri = empty_store(folder / "mlruns")
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf")):
-        cfg = compose("train", overrides=[f"tracking.uri={uri}",
-                                           f"trainer.checkpoint_dir={folder / 'run' / 'checkpoint'}", *STORED])
-    GlobalHydra.instance().clear()
-    train(cfg)
+    train(compose_config([f"tracking.uri={uri}", f"trainer.checkpoint_dir={folder / 'run' / 'checkpoint'}", *STORED]))
     (folder / "sweeps").mkdir()
     storage = f"sqlite:///{folder / 'sweeps' / 'optuna.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -47,18 +45,11 @@ def test_out_of_gpu_memory_is_a_one_line_failure_naming_the_sizes(make_cfg, mlfl
 
 def test_make_sweep_launcher_runs_one_trial_per_core_here(tmp_path):
     """`hydra/launcher=trials` (what `make sweep` uses) sizes joblib and the sweeper's batches alike."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
-    from latentsweep.config import register_configs
+    from tests.conftest import compose_config
 
-    register_configs()
-    GlobalHydra.instance().clear()
-    conf_dir = str(Path(__file__).resolve().parents[1] / "conf")
-    with initialize_config_dir(config_dir=conf_dir):
-        cfg = compose("train", overrides=["hydra/sweeper=optuna", "hydra/launcher=trials"], return_hydra_config=True)
-    GlobalHydra.instance().clear()
+    cfg = compose_config(["hydra/sweeper=optuna", "hydra/launcher=trials"], return_hydra_config=True)
     expected = plan_jobs().n_jobs
     assert OmegaConf.select(cfg, "hydra.launcher.n_jobs") == expected
     assert OmegaConf.select(cfg, "hydra.sweeper.n_jobs") == expected

@@ -239,14 +239,11 @@ def test_job_results_map_to_trial_states():
 
 
 def test_optuna_sweeper_config_is_ours_and_single_runs_ignore_the_space(make_cfg):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from tests.conftest import compose_config
 
     cfg = make_cfg()
     assert cfg.search.custom_search_space.endswith("latent_within_hidden")  # composed, unused by train()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        full = compose("train", overrides=["hydra/sweeper=optuna"], return_hydra_config=True)
+    full = compose_config(["hydra/sweeper=optuna"], return_hydra_config=True)
     sweeper = full.hydra.sweeper
     assert sweeper._target_ == "latentsweep.sweeps.sweeper.LatentSweepOptunaSweeper"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
