@@ -31,13 +31,13 @@ lint: ## ruff
 train: ## train the default model once (add ARGS="model=rnn_ae trainer.max_epochs=5")
 	$(PY) train.py $(ARGS)
 
-sweep: ## Optuna sweep over the default model's search space (ARGS="model=conv_ae ...")
+sweep: ## Optuna sweep, trials in parallel sized to this machine (ARGS="model=conv_ae ...")
 	$(PY) train.py -m hydra/sweeper=optuna hydra/launcher=trials $(ARGS)
 
 analyze: ## latent-space analysis of the best model (ARGS="run=<mlflow run id>")
 	$(PY) analyze.py $(ARGS)
 
-ui: ## MLflow UI on http://$(HOST):$(PORT) over the local store
+ui: ## MLflow UI on http://127.0.0.1:5000 over the local store (loopback only)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root ./mlruns/artifacts --host $(HOST) --port $(PORT)
 
 dashboard: ## optuna-dashboard on the sweeps' SQLite storage (pip install .[dashboard])
