@@ -248,16 +248,8 @@ def save_model_files(folder: str | Path, state_dict: Mapping[str, Any], config: 
 
 def load_model_files(folder: str | Path):
     """(model in eval mode, config dict) from a folder written by `save_model_files`."""
-    from safetensors.torch import load_file
-
-    from .build import build_model_from_dict
-
     folder = Path(folder)
-    config = yaml.safe_load((folder / "config.yaml").read_text())
-    model = build_model_from_dict(config["model"], config["spec"], config.get("task"))
-    model.load_state_dict(load_file(str(folder / "weights.safetensors")))
-    model.eval()
-    return model, config
+    return load_model_paths(folder / "weights.safetensors", folder / "config.yaml")
 
 
 def load_model(run_id: str, tracking_uri: str | None = None):

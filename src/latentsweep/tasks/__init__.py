@@ -26,6 +26,9 @@ from .classifier import Classifier, balanced_class_weights, focal_loss
 
 log = logging.getLogger(__name__)
 
+NO_LABELS = ("task=classify needs labelled series and these have none — pick a labelled source "
+             "(data=synthetic, ucr, digits, mnist) or set data.label_column=<column>")
+
 #: Objectives read from the classifier's per-epoch scores; meaningless for an autoencoder.
 CLASSIFY_OBJECTIVES = ("val_accuracy", "val_macro_f1")
 
@@ -43,8 +46,7 @@ def wrap_for_task(model: torch.nn.Module, task: Mapping[str, Any], spec: DataSpe
     if task.get("name") != "classify":
         raise ConfigError(f"unknown task={task.get('name')!r} — use task=reconstruct or task=classify")
     if not spec.n_classes:
-        raise DataError("task=classify needs labelled series and these have none — pick a labelled source "
-                        "(data=synthetic, ucr, digits, mnist) or set data.label_column=<column>")
+        raise DataError(NO_LABELS)
     weights = task.get("class_weights")
     try:
         return Classifier(model, spec, head_sizes=list(task.get("head_sizes", [64])),
@@ -73,8 +75,7 @@ def _objective_names(cfg: DictConfig) -> list[str]:
 def _check_labels(data: PreparedData) -> dict[str, str]:
     """DataError without labels; classes seen in validation only are reported (log + tag)."""
     if data.train.labels is None or not data.spec.n_classes:
-        raise DataError("task=classify needs labelled series and these have none — pick a labelled source "
-                        "(data=synthetic, ucr, digits, mnist) or set data.label_column=<column>")
+        raise DataError(NO_LABELS)
     names = list(data.spec.class_names or range(data.spec.n_classes))
     in_train = set(data.train.labels.unique().tolist())
     if len(in_train) < 2:
