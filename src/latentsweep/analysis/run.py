@@ -55,18 +55,13 @@ def _model_target(model: str) -> str | None:
 
 def _from_registry(client, uri: str, model: str, alias: str) -> ModelSource | None:
     name = f"{REGISTRY_PREFIX}{model}"
-    loader = getattr(tracking, "load_registered_model", None)
-    if loader is None:
-        log.info("tracking.load_registered_model is not available: falling back to the finished run "
-                 "with the lowest best_val_loss")
-        return None
     try:
         version = client.get_model_version_by_alias(name, alias)
     except Exception:
         log.info("no registered model %s@%s in %s: falling back to the finished run with the lowest "
                  "best_val_loss", name, alias, uri)
         return None
-    loaded, config = loader(name, alias=alias, tracking_uri=uri)
+    loaded, config = tracking.load_registered_model(name, alias=alias, tracking_uri=uri)
     return ModelSource(version.run_id, loaded, config,
                        f"registered model {name}@{alias} (version {version.version}, run {version.run_id})")
 
