@@ -40,7 +40,7 @@ from .. import tracking
 from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
-from ..parallel import device_for_job, visible_gpus
+from ..parallel import available_cores, device_for_job, visible_gpus
 from . import spaces
 from .pruners import make_pruner
 from .storage import ask_lock, make_storage, normalize_url, redact
@@ -116,13 +116,6 @@ def classify(ret: JobReturn, n_objectives: int = 1) -> tuple[TrialState, Any, st
         return TrialState.PRUNED, None, None
     first = str(error).splitlines()[0] if str(error) else ""
     return TrialState.FAIL, None, f"{name}: {first}"[:1000]
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
 
 
 class LatentSweepImpl(OptunaSweeperImpl):
@@ -275,7 +268,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
             per_job += [f"++extra_tags.parent_run_id={_quote(parent)}", f"++extra_tags.optuna_study={_quote(name)}",
                         f"++tracking.uri={_quote(uri)}"]
         if cfg.trainer.get("num_threads") is None and "trainer.num_threads" not in fixed:
-            per_job.append(f"++trainer.num_threads={max(1, _cpu_count() // self._parallelism())}")
+            per_job.append(f"++trainer.num_threads={max(1, available_cores() // self._parallelism())}")
 
         done: list[TrialState] = []
         status = "FINISHED"
