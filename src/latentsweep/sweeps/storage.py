@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import functools
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,11 +58,22 @@ def make_storage(url: str, heartbeat_interval: int | None = None,
     url = normalize_url(url)
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith(SQLITE) else {
         "pool_pre_ping": True}
-    try:
+    def open_storage() -> optuna.storages.RDBStorage:
         with ask_lock(url):  # two processes creating one new SQLite file race on its schema tables
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
                                               heartbeat_interval=heartbeat_interval or None,
                                               grace_period=grace_period or None)
+
+    try:
+        try:
+            return open_storage()
+        except Exception as exc:
+            # A process outside our lock (optuna-dashboard, a script reading the study) created the
+            # schema at the same moment: the tables exist now, so opening again succeeds.
+            if not any(m in str(exc) for m in ("UNIQUE constraint failed", "already exists")):
+                raise
+            time.sleep(0.5)
+            return open_storage()
     except ImportError as exc:
         raise ConfigError(f"the driver for {redact(url)} is not installed ({exc}) — for PostgreSQL "
                           "pip install 'latentsweep[postgres]'") from exc
