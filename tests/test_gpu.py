@@ -32,8 +32,17 @@ def test_cuda_training_reduces_the_loss(make_cfg, mlflow_uri):
     assert run.data.metrics["peak_gpu_memory_mb"] > 0
 
 
+@pytest.fixture
+def exact_cuda_math():
+    """The training set-up turns TF32 on (it pays for these models); an exactness check needs fp32."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_padded_and_packed_agree_on_cuda(cell):
+def test_padded_and_packed_agree_on_cuda(cell, exact_cuda_math):
     rng = np.random.default_rng(0)
     data = SeriesSet.from_arrays([rng.normal(size=(n, 3)) for n in (7, 70, 19, 40)])
     spec = DataSpec(n_channels=3, max_length=70)
@@ -56,3 +65,33 @@ def test_bf16_run_finishes_with_a_finite_loss(make_cfg, mlflow_uri):
     assert math.isfinite(value)
     run, _ = _history(mlflow_uri, "val_loss")
     assert run.data.tags["precision"] == "bf16"
+
+
+def test_a_training_epoch_does_not_wait_on_the_gpu_per_batch(make_cfg):
+    """Small models are launch-bound: a host sync per batch stops the CPU queueing ahead."""
+    import warnings
+
+    from latentsweep.build import build_model, build_optimizer
+    from latentsweep.data import BatchLoader, BucketBatchSampler
+    from latentsweep.pipeline import load_data
+    from latentsweep.training.loop import _run_epoch
+
+    cfg = make_cfg(["model=rnn_ae", "data.n_series=256"])
+    data = load_data(cfg.data, cfg.seed)
+    device = torch.device("cuda")
+    net = build_model(cfg.model, data.spec).to(device)
+    loader = BatchLoader(data.train, BucketBatchSampler(data.train.lengths, 16, seed=0), device)
+    optimizer = build_optimizer(cfg.optimizer, net.parameters())
+    _run_epoch(net, loader, optimizer, train=True, device=device, precision="32", grad_clip=1.0, epoch=0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            _run_epoch(net, loader, optimizer, train=True, device=device, precision="32", grad_clip=1.0,
+                       epoch=1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    assert len(loader) >= 10
+    assert len(syncs) < len(loader) / 2, f"{len(syncs)} host syncs in {len(loader)} batches: {syncs[:5]}"

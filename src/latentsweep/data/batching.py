@@ -46,10 +46,23 @@ class Batch:
         return int(self.values.shape[0])
 
 
+def to_device_async(tensor: Tensor, device) -> Tensor:
+    """Copy a small CPU tensor (lengths, indices) to `device` without a host sync.
+
+    A plain `.to("cuda")` from pageable memory waits for all GPU work queued so far; done a few
+    times per batch, it keeps the CPU from queueing the next kernels while the GPU runs, which is
+    what small models live on. Pinned memory (PyTorch's caching host allocator) makes it async.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def lengths_to_mask(lengths: Tensor, max_len: int | None = None, device=None) -> Tensor:
     max_len = int(lengths.max()) if max_len is None else max_len
     steps = torch.arange(max_len, device=device or lengths.device)
-    return steps.unsqueeze(0) < lengths.to(steps.device).unsqueeze(1)
+    return steps.unsqueeze(0) < to_device_async(lengths, steps.device).unsqueeze(1)
 
 
 def collate(data: SeriesSet, indices: list[int] | Tensor) -> Batch:
@@ -59,7 +72,7 @@ def collate(data: SeriesSet, indices: list[int] | Tensor) -> Batch:
     pieces = [data.values[offsets[i] : offsets[i + 1]] for i in idx.tolist()]
     values = pad_sequence(pieces, batch_first=True)
     lengths = (offsets[idx + 1] - offsets[idx]).cpu()
-    labels = data.labels[idx] if data.labels is not None else None
+    labels = data.labels[to_device_async(idx, data.labels.device)] if data.labels is not None else None
     return Batch(values, lengths, lengths_to_mask(lengths, values.shape[1], values.device), idx, labels)
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..data.batching import Batch
+from ..data.batching import Batch, to_device_async
 from ..data.series import DataSpec
 from .base import Autoencoder
 
@@ -40,7 +40,7 @@ def choose_sequence_path(requested: str, bidirectional: bool) -> str:
 
 def last_valid_step(outputs: Tensor, lengths: Tensor) -> Tensor:
     """outputs [B, T, H] -> [B, H] taken at index lengths-1 of each series."""
-    idx = (lengths.to(outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
+    idx = (to_device_async(lengths, outputs.device) - 1).view(-1, 1, 1).expand(-1, 1, outputs.shape[-1])
     return outputs.gather(1, idx).squeeze(1)
 
 
@@ -52,7 +52,7 @@ def relative_time(lengths: Tensor, total: int, like: Tensor) -> Tensor:
     padding and masked out of the loss.
     """
     steps = torch.arange(total, device=like.device, dtype=like.dtype).unsqueeze(0)
-    span = (lengths.to(like.device, like.dtype) - 1).clamp_min(1).unsqueeze(1)
+    span = (to_device_async(lengths, like.device).to(like.dtype) - 1).clamp_min(1).unsqueeze(1)
     return (steps / span).unsqueeze(-1)
 
 

@@ -64,6 +64,10 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
     batch_weight = getattr(model, "batch_weight", lambda b: float(b.lengths.sum()))
     tally = model.epoch_tally() if hasattr(model, "epoch_tally") else None
     grad_ctx = contextlib.nullcontext() if train else torch.no_grad()
+    # The first batch whose loss was not finite, kept on the device: reading the loss back every
+    # batch would make the CPU wait for the GPU each step. Checked once per epoch (a diverged run
+    # wastes at most one epoch; its checkpoints are the previous epochs', written before it).
+    first_bad = bad_loss = None
     with grad_ctx:
         for step, batch in enumerate(loader):
             with _autocast(device, precision):
@@ -71,10 +75,12 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
                 terms = model.loss(batch, output)
             loss = terms["loss"]
             if train:
-                if not torch.isfinite(loss):
-                    raise DivergedError(
-                        f"training loss became {float(loss.detach())} at epoch {epoch}, batch {step} — lower "
-                        "optimizer.lr, set trainer.grad_clip, or check the data for extreme values")
+                if first_bad is None:
+                    first_bad = torch.full((), -1, dtype=torch.long, device=loss.device)
+                    bad_loss = torch.zeros((), dtype=torch.float32, device=loss.device)
+                newly_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
+                first_bad = torch.where(newly_bad, step, first_bad)
+                bad_loss = torch.where(newly_bad, loss.detach().float(), bad_loss)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if grad_clip:
@@ -86,6 +92,10 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
                 sums[name] = sums.get(name, 0.0) + value.detach().float() * weight
             if tally is not None:
                 tally.update(batch, output)
+    if first_bad is not None and int(first_bad) >= 0:
+        raise DivergedError(
+            f"training loss became {float(bad_loss)} at epoch {epoch}, batch {int(first_bad)} — lower "
+            "optimizer.lr, set trainer.grad_clip, or check the data for extreme values")
     means = {name: float(total) / max(weight_total, 1e-12) for name, total in sums.items()}
     return {**means, **(tally.compute() if tally is not None else {})}
 
