@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from latentsweep.data import collate, prepare_inputs
 from latentsweep.pipeline import load_data, make_loaders
 from latentsweep.sweeps.spaces import merge_overrides
 from latentsweep.sweeps.sweeper import classify
@@ -122,7 +123,7 @@ def test_mlflow_parent_run_per_study_with_nested_trials(main_study):
     assert {"figures/optimization_history.png", "figures/intermediate_values.png"} <= figures
 
 
-def test_registered_best_model_loads_and_reproduces_its_validation_loss(main_study):
+def test_registered_best_model_loads_and_reproduces_its_validation_loss(main_study, monkeypatch):
     client, study = main_study["client"], main_study["study"]
     uri = f"sqlite:///{main_study['cwd'] / 'mlruns' / 'mlflow.db'}"
     version = client.get_model_version_by_alias("latentsweep-rnn_ae", "best")
@@ -138,14 +139,19 @@ def test_registered_best_model_loads_and_reproduces_its_validation_loss(main_stu
             total += float(loss) * float(batch.lengths.sum())
             weight += float(batch.lengths.sum())
     assert total / weight == pytest.approx(study.best_value, rel=1e-4)
-    # the pyfunc flavour (models-from-code, no pickle) gives the same latents
+    # the pyfunc flavour the sweep registered (models-from-code, no pickle) gives the latents the
+    # torch model gives for the same input, prepared the same way (tests/test_preprocess.py checks
+    # raw input against training); set_registry_uri is process-wide, so monkeypatch undoes it
     import mlflow
+    from mlflow.tracking import _model_registry
 
-    mlflow.set_registry_uri(uri)
+    monkeypatch.setattr(_model_registry.utils, "_registry_uri", uri)
     pyfunc = mlflow.pyfunc.load_model("models:/latentsweep-rnn_ae@best")
     series = [data.val[0].numpy(), data.val[1].numpy()]
     latents = pyfunc.predict(series)
-    assert latents.shape == (2, config["model"]["latent_dim"]) and np.isfinite(latents).all()
+    with torch.no_grad():
+        expected = model.get_latent(collate(prepare_inputs(config, series), [0, 1])).numpy()
+    np.testing.assert_allclose(latents, expected, atol=1e-5)
 
 
 def test_diverging_trials_fail_and_the_sweep_goes_on_until_the_failure_rate(tmp_path):

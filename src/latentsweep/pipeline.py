@@ -95,6 +95,8 @@ def _save_config(cfg: DictConfig, data: PreparedData) -> dict[str, Any]:
         "data": OmegaConf.to_container(cfg.data, resolve=True),
         "task": OmegaConf.to_container(cfg.task, resolve=True) if cfg.get("task") else None,
         "seed": cfg.seed,
+        # normalisation stats of the training split + resampling: raw input is prepared like training
+        "preprocess": data.report["preprocess"],
     }
 
 

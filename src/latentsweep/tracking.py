@@ -95,7 +95,9 @@ def client_for(uri: str | None = None):
             os.environ.setdefault(key, value)
     _prepare_local_store(uri)
     try:  # the store is opened (and a SQLite schema migrated) right here
-        return MlflowClient(tracking_uri=uri), uri
+        # the Model Registry lives in the same store unless MLFLOW_REGISTRY_URI says otherwise; named
+        # explicitly because mlflow.set_registry_uri elsewhere in the process would otherwise win
+        return MlflowClient(tracking_uri=uri, registry_uri=os.environ.get("MLFLOW_REGISTRY_URI", uri)), uri
     except Exception as exc:  # a corrupt mlflow.db, an unsupported scheme, the retired file store
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrackingError(f"cannot open the MLflow store {uri}: {first[:300]} — set tracking.uri / "
@@ -278,7 +280,11 @@ REGISTERED_MODEL_DIR = "registered_model"
 
 
 def load_model_paths(weights: str | Path, config: str | Path):
-    """(model in eval mode, config dict) from a safetensors file and its config.yaml."""
+    """(model in eval mode, config dict) from a safetensors file and its config.yaml.
+
+    The model expects prepared input: `latentsweep.data.prepare_inputs(config, raw_series)` applies
+    the training normalisation/resampling saved in `config["preprocess"]`.
+    """
     from safetensors.torch import load_file
 
     from .build import build_model_from_dict

@@ -2,12 +2,16 @@
 
 Order: non-finite check -> min_length filter -> optional resampling to a fixed length ->
 seeded split (or the source's own split) -> normalisation fitted on the training split only.
+The resampling length and the fitted stats go into `report["preprocess"]`, saved with the model, so
+`preprocess_series` / `prepare_inputs` can prepare new raw series the same way at inference.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,29 +77,96 @@ def _split(data: SeriesSet, val_fraction: float, seed: int) -> tuple[list[int], 
     return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
 
 
-def _normalise(train: SeriesSet, val: SeriesSet, how: str) -> tuple[SeriesSet, SeriesSet, dict]:
-    if how == "none":
-        return train, val, {}
-    if how == "zscore":
-        def per_series(s: torch.Tensor) -> torch.Tensor:
-            return (s - s.mean(0)) / s.std(0, unbiased=False).clamp_min(1e-6)
-        return (train.with_series([per_series(s) for s in train.series_list()]),
-                val.with_series([per_series(s) for s in val.series_list()]), {})
+def _zscore(s: torch.Tensor) -> torch.Tensor:
+    return (s - s.mean(0)) / s.std(0, unbiased=False).clamp_min(1e-6)
+
+
+def _fit_stats(train: SeriesSet, how: str) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Per-channel (shift, scale) from the training split; None for the per-series/no-op modes."""
+    if how not in NORMALISATIONS:
+        raise DataError(f"unknown data.normalize={how!r} — use one of {NORMALISATIONS}")
+    if how in ("none", "zscore"):
+        return None, None
     v = train.values
     if how == "global":
-        shift, scale = v.mean(0), v.std(0, unbiased=False).clamp_min(1e-6)
-    elif how == "minmax":
-        shift, scale = v.min(0).values, (v.max(0).values - v.min(0).values).clamp_min(1e-6)
-    else:
-        raise DataError(f"unknown data.normalize={how!r} — use one of {NORMALISATIONS}")
+        return v.mean(0), v.std(0, unbiased=False).clamp_min(1e-6)
+    return v.min(0).values, (v.max(0).values - v.min(0).values).clamp_min(1e-6)
 
-    def apply(d: SeriesSet) -> SeriesSet:
-        out = (d.values - shift) / scale
-        if how == "minmax":
-            out = out.clamp(0.0, 1.0)  # validation values outside the training range
-        return SeriesSet(out.contiguous(), d.offsets, d.ids, d.labels, d.class_names, d.image_shape, d.split)
 
-    return apply(train), apply(val), {"shift": shift.tolist(), "scale": scale.tolist()}
+def _apply_normalisation(d: SeriesSet, how: str, shift: torch.Tensor | None,
+                         scale: torch.Tensor | None) -> SeriesSet:
+    """The one normalisation step, shared by training (`prepare`) and new input (`preprocess_series`)."""
+    if how == "none":
+        return d
+    if how == "zscore":
+        return d.with_series([_zscore(s) for s in d.series_list()])
+    out = (d.values - shift) / scale
+    if how == "minmax":
+        out = out.clamp(0.0, 1.0)  # values outside the training range
+    return SeriesSet(out.contiguous(), d.offsets, d.ids, d.labels, d.class_names, d.image_shape, d.split)
+
+
+def _normalise(train: SeriesSet, val: SeriesSet, how: str) -> tuple[SeriesSet, SeriesSet, dict]:
+    shift, scale = _fit_stats(train, how)
+    stats = {} if shift is None else {"shift": shift.tolist(), "scale": scale.tolist()}
+    return (_apply_normalisation(train, how, shift, scale), _apply_normalisation(val, how, shift, scale),
+            stats)
+
+
+def preprocess_series(series: Sequence, preprocess: Mapping[str, Any], n_channels: int) -> SeriesSet:
+    """Raw [T, C] series (arrays/tensors; [T] for one channel) prepared exactly like the training data.
+
+    `preprocess` is the model config's "preprocess" section (see `prepare`'s report): resampling
+    to `fixed_length`, then the training split's shift/scale (global, minmax) or per-series zscore.
+    Unlike `prepare`, nothing is dropped or split: the output keeps the input's order.
+    """
+    tensors = []
+    for i, s in enumerate(series):
+        t = torch.as_tensor(np.asarray(s, dtype=np.float32))
+        t = t.unsqueeze(-1) if t.ndim == 1 else t
+        if t.ndim != 2:
+            raise DataError(f"series {i} has shape {tuple(t.shape)} — pass [time steps, channels] arrays")
+        if t.shape[1] != n_channels:
+            raise DataError(f"series {i} has {t.shape[1]} channels but the model was trained on {n_channels} "
+                            f"— pass [time steps, {n_channels}] arrays")
+        if t.shape[0] == 0:
+            raise DataError(f"series {i} is empty — pass series with at least one time step")
+        if not torch.isfinite(t).all():
+            raise DataError(f"series {i} has {int((~torch.isfinite(t)).sum())} NaN/inf values "
+                            "— fill or drop those time steps first")
+        tensors.append(t)
+    if not tensors:
+        raise DataError("no series given — pass a list of [time steps, channels] arrays")
+    data = SeriesSet.from_arrays(tensors)
+    if preprocess.get("fixed_length") is not None:
+        data = data.with_series([resample(s, int(preprocess["fixed_length"])) for s in data.series_list()])
+    how = preprocess.get("normalize", "none")
+    if how not in NORMALISATIONS:
+        raise DataError(f"unknown normalize={how!r} in the model's preprocess config — use one of {NORMALISATIONS}")
+    shift = scale = None
+    if how in ("global", "minmax"):
+        shift = torch.tensor(preprocess["shift"], dtype=torch.float32)
+        scale = torch.tensor(preprocess["scale"], dtype=torch.float32)
+    return _apply_normalisation(data, how, shift, scale)
+
+
+_warned_legacy = False
+
+
+def prepare_inputs(config: Mapping[str, Any], series: Sequence) -> SeriesSet:
+    """Raw series prepared for the model whose saved `config` (from `tracking.load_model*`) is given.
+
+    Models saved before the preprocess section existed get no preprocessing (warned once).
+    """
+    global _warned_legacy
+    preprocess = config.get("preprocess")
+    if preprocess is None:
+        if not _warned_legacy:
+            log.warning("this model predates saved normalisation: its input is used as given — normalise "
+                        "it like the training data (data.normalize) yourself, or retrain the model")
+            _warned_legacy = True
+        preprocess = {"normalize": "none", "fixed_length": None}
+    return preprocess_series(series, preprocess, int(config["spec"]["n_channels"]))
 
 
 def prepare(data: SeriesSet, *, min_length: int = 2, val_fraction: float = 0.2, seed: int = 0,
@@ -134,6 +205,9 @@ def prepare(data: SeriesSet, *, min_length: int = 2, val_fraction: float = 0.2, 
         image_shape=train.image_shape,
         class_names=tuple(train.class_names) if n_classes else None,
     )
+    # everything `preprocess_series` needs to prepare new raw input the same way (saved with the model)
+    preprocess = {"normalize": normalize, "shift": stats.get("shift"), "scale": stats.get("scale"),
+                  "fixed_length": int(fixed_length) if fixed_length is not None else None}
     report = {"n_train": len(train), "n_val": len(val), "dropped_short": n_short,
-              "dropped_nonfinite_steps": n_nonfinite, "normalize_stats": stats}
+              "dropped_nonfinite_steps": n_nonfinite, "normalize_stats": stats, "preprocess": preprocess}
     return PreparedData(train, val, spec, report)

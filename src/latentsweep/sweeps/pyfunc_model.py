@@ -2,10 +2,13 @@
 
 `tracking.register_best_model` saves this file with `python_model=<this path>` plus the run's
 `weights.safetensors` and `config.yaml` as artifacts. `mlflow.pyfunc.load_model("models:/latentsweep-
-<model>@best").predict(x)` returns latents [B, latent_dim] for `x`: one series [T, C], a padded batch
-[B, T, C] (each series' own length is taken as T), or a list of [T, C] arrays — prepared like the
-training data (same `data.normalize`). `latentsweep.tracking.load_registered_model` gives the
-torch model instead.
+<model>@best").predict(x)` returns latents [B, latent_dim] for `x`: one series [T, C], a batch
+[B, T, C] (every series T steps long), or a list of [T, C] arrays. `x` is RAW data, in the units
+of the training source: predict prepares it exactly like training (resampling to `data.fixed_length`,
+then `data.normalize` with the training split's saved shift/scale, or per-series zscore), via the
+config's "preprocess" section. Models saved before that section existed get `x` as given (warned
+once). `latentsweep.tracking.load_registered_model` gives the torch model instead; pair it with
+`latentsweep.data.prepare_inputs(config, x)`.
 """
 
 from __future__ import annotations
@@ -23,20 +26,17 @@ class LatentModel(PythonModel):
         self.model, self.config = load_model_paths(context.artifacts["weights"], context.artifacts["config"])
 
     def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
-        import numpy as np
         import torch
 
-        from latentsweep.data import collate
-        from latentsweep.data.series import SeriesSet
+        from latentsweep.data import collate, prepare_inputs
 
         if hasattr(model_input, "to_numpy"):  # a DataFrame: one series, columns = channels
             model_input = model_input.to_numpy()
-        if isinstance(model_input, np.ndarray) and model_input.ndim == 2:
+        if getattr(model_input, "ndim", None) == 2:  # one [T, C] array or tensor
             model_input = [model_input]
-        series = [np.asarray(s, dtype=np.float32) for s in model_input]
-        data = SeriesSet.from_arrays(series)
+        data = prepare_inputs(self.config, list(model_input))  # raw -> normalised like the training data
         with torch.no_grad():
-            latent = self.model.get_latent(collate(data, list(range(len(series)))))
+            latent = self.model.get_latent(collate(data, list(range(len(data)))))
         return latent.float().cpu().numpy()
 
 
