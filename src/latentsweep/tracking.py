@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -417,3 +418,93 @@ def load_registered_model(model_name: str, alias: str = "best", tracking_uri: st
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=tmp,
                                                          tracking_uri=uri))
         return load_model_paths(local / "artifacts" / "weights.safetensors", local / "artifacts" / "config.yaml")
+
+
+# =================================================================================================
+# Questions other modules ask of the store (analysis, task.pretrained, benchmarks): answered here
+# so that no other module holds an MLflow client. Plain values in, plain values out.
+# =================================================================================================
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One version of a registered model: its version number and the run it was registered from."""
+
+    version: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a search returns about one run, as plain dicts (no MLflow entities leak out)."""
+
+    run_id: str
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
+def open_store(uri: str | None = None) -> str:
+    """Open the store once (creating a local one, migrating its schema) and return its resolved URI.
+
+    Raises TrackingError, in one line, when it cannot be opened — the same check `client_for` makes.
+    """
+    return client_for(uri)[1]
+
+
+def registered_version(uri: str | None, name: str, alias: str) -> RegisteredVersion | None:
+    """The version `name@alias` points at, or None when the model or the alias does not exist.
+
+    A store that cannot be opened still raises TrackingError: only the look-up itself means "absent".
+    """
+    client, _ = client_for(uri)
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except Exception:
+        return None
+    return RegisteredVersion(str(version.version), version.run_id)
+
+
+def finished_runs(uri: str | None, experiment: str, sort_metric: str | None = None,
+                  max_results: int = 1000) -> list[RunSummary] | None:
+    """The FINISHED runs of `experiment` (lowest `sort_metric` first when given; at most
+    `max_results`), or None when there is no such experiment."""
+    client, _ = client_for(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    order_by = [f"metrics.`{sort_metric}` ASC"] if sort_metric else None
+    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                              order_by=order_by, max_results=max_results)
+    return [RunSummary(r.info.run_id, dict(r.data.metrics), dict(r.data.params), dict(r.data.tags))
+            for r in runs]
+
+
+def has_saved_model(uri: str | None, run_id: str) -> bool:
+    """True when run `run_id` logged a model (`model/weights.safetensors` + `model/config.yaml`)."""
+    client, _ = client_for(uri)
+    return bool(client.list_artifacts(run_id, MODEL_DIR))
+
+
+def experiment_name_of_run(uri: str | None, run_id: str) -> str:
+    """The name of the experiment that run `run_id` belongs to."""
+    client, _ = client_for(uri)
+    return client.get_experiment(client.get_run(run_id).info.experiment_id).name
+
+
+def max_metric(uri: str | None, metric: str) -> float | None:
+    """The largest last-logged value of `metric` over every active run of every experiment in the
+    store, or None when no run logged it."""
+    client, _ = client_for(uri)
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    if not experiment_ids:
+        return None
+    values: list[float] = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, max_results=1000, page_token=token)
+        values += [r.data.metrics[metric] for r in page if metric in r.data.metrics]
+        token = page.token
+        if not token:
+            break
+    return max(values) if values else None

@@ -53,11 +53,10 @@ def _model_target(model: str) -> str | None:
     return getattr(schema, "_target_", None) if schema is not None else None
 
 
-def _from_registry(client, uri: str, model: str, alias: str) -> ModelSource | None:
+def _from_registry(uri: str, model: str, alias: str) -> ModelSource | None:
     name = f"{REGISTRY_PREFIX}{model}"
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except Exception:
+    version = tracking.registered_version(uri, name, alias)
+    if version is None:
         log.info("no registered model %s@%s in %s: falling back to the finished run with the lowest "
                  "best_val_loss", name, alias, uri)
         return None
@@ -66,43 +65,41 @@ def _from_registry(client, uri: str, model: str, alias: str) -> ModelSource | No
                        f"registered model {name}@{alias} (version {version.version}, run {version.run_id})")
 
 
-def _best_finished_run(client, uri: str, experiment: str, model: str | None) -> ModelSource:
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
+def _best_finished_run(uri: str, experiment: str, model: str | None) -> ModelSource:
+    runs = tracking.finished_runs(uri, experiment, sort_metric="best_val_loss")
+    if runs is None:
         raise TrackingError(f"no experiment {experiment!r} in {uri} — train a model first (python train.py), "
                             "set tracking.experiment, or pass run=<id>")
-    runs = client.search_runs([exp.experiment_id], filter_string="attributes.status = 'FINISHED'",
-                              order_by=["metrics.best_val_loss ASC"], max_results=1000)
-    runs = [r for r in runs if math.isfinite(r.data.metrics.get("best_val_loss", math.nan))
-            and ANALYSIS_TAG not in r.data.tags]
+    runs = [r for r in runs if math.isfinite(r.metrics.get("best_val_loss", math.nan))
+            and ANALYSIS_TAG not in r.tags]
     target = _model_target(model) if model else None
     if model:
-        runs = [r for r in runs if (r.data.params.get("model._target_") == target if target
-                                    else f".{model}." in r.data.params.get("model._target_", ""))]
-    runs.sort(key=lambda r: r.data.metrics["best_val_loss"])
+        runs = [r for r in runs if (r.params.get("model._target_") == target if target
+                                    else f".{model}." in r.params.get("model._target_", ""))]
+    runs.sort(key=lambda r: r.metrics["best_val_loss"])
     for run in runs:
-        if client.list_artifacts(run.info.run_id, tracking.MODEL_DIR):
-            loaded, config = tracking.load_model(run.info.run_id, uri)
-            loss = run.data.metrics["best_val_loss"]
+        if tracking.has_saved_model(uri, run.run_id):
+            loaded, config = tracking.load_model(run.run_id, uri)
+            loss = run.metrics["best_val_loss"]
             log.info("analysing run %s: the finished %srun with the lowest best_val_loss (%.5g) in "
-                     "experiment %r", run.info.run_id, f"{model} " if model else "", loss, experiment)
-            return ModelSource(run.info.run_id, loaded, config,
-                               f"run {run.info.run_id} (lowest best_val_loss {loss:.5g})")
+                     "experiment %r", run.run_id, f"{model} " if model else "", loss, experiment)
+            return ModelSource(run.run_id, loaded, config,
+                               f"run {run.run_id} (lowest best_val_loss {loss:.5g})")
     which = f"{model} " if model else ""
     raise TrackingError(f"no finished {which}run with a saved model in experiment {experiment!r} at {uri} — "
                         f"train one (python train.py{f' model={model}' if model else ''}) or pass run=<id>")
 
 
-def resolve_model(cfg: DictConfig, client, uri: str) -> ModelSource:
+def resolve_model(cfg: DictConfig, uri: str) -> ModelSource:
     """`run=<id>`, else the registry's `latentsweep-<model>@<alias>`, else the best finished run."""
     if cfg.run:
         loaded, config = tracking.load_model(str(cfg.run), uri)
         return ModelSource(str(cfg.run), loaded, config, f"run {cfg.run}")
     if cfg.model_name:
-        found = _from_registry(client, uri, str(cfg.model_name), str(cfg.alias))
+        found = _from_registry(uri, str(cfg.model_name), str(cfg.alias))
         if found is not None:
             return found
-    return _best_finished_run(client, uri, str(cfg.tracking.experiment), cfg.model_name)
+    return _best_finished_run(uri, str(cfg.tracking.experiment), cfg.model_name)
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -152,8 +149,8 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
         last = now
 
     seed = int(cfg.seed)
-    client, uri = tracking.client_for(cfg.tracking.uri)
-    source = resolve_model(cfg, client, uri)
+    uri = tracking.open_store(cfg.tracking.uri)
+    source = resolve_model(cfg, uri)
     device = resolve_device(str(cfg.device))
     model = source.model.to(device).eval()
     data = rebuild_data(source.config)
@@ -221,7 +218,7 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
         metrics.update({"recon_error.mean": float(np.nanmean(errors)),
                         "recon_error.p99": float(np.nanpercentile(errors, 99))})
 
-    parent_experiment = (client.get_experiment(client.get_run(source.run_id).info.experiment_id).name
+    parent_experiment = (tracking.experiment_name_of_run(uri, source.run_id)
                          if source.run_id else str(cfg.tracking.experiment))
     tracker = tracking.Tracker(uri=uri, experiment=parent_experiment)
     run_id = tracker.start(

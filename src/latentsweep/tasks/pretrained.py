@@ -57,8 +57,9 @@ def load_pretrained(reference: str, model_target: str, tracking_uri: str | None)
         model, config = tracking.load_registered_model(name, "best", tracking_uri)
         source = f"{name}@best"
         try:  # the run behind the alias, for the tag
-            client, _ = tracking.client_for(tracking_uri)
-            source = f"{source} (run {client.get_model_version_by_alias(name, 'best').run_id})"
+            version = tracking.registered_version(tracking_uri, name, "best")
+            if version is not None:
+                source = f"{source} (run {version.run_id})"
         except Exception:
             pass
     else:
