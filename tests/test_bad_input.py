@@ -194,6 +194,16 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # nothing was created for a failed start
 
 
+def test_cli_error_shows_once_on_the_terminal_and_lands_in_the_run_log(tmp_path):
+    result = _run_cli("model.hidden_size=-3", "tracking.enabled=false", cwd=tmp_path)
+    message = "model.hidden_size must be positive"
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert (result.stdout + result.stderr).count(message) == 1, result.stdout + result.stderr
+    assert f"error: {message}" in result.stderr
+    (log_file,) = (tmp_path / "outputs").rglob("train.log")  # Hydra's file handler keeps it too
+    assert message in log_file.read_text()
+
+
 @pytest.mark.parametrize("override, pattern", [
     ("model=foo", "Could not find 'model/foo'"),
     ("optimizer=adamax", "Could not find 'optimizer/adamax'"),

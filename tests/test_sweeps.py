@@ -185,6 +185,8 @@ def test_two_workers_share_one_study(tmp_path):
     exp = client.get_experiment_by_name("latentsweep")
     parents = client.search_runs([exp.experiment_id], "tags.sweep_parent = 'true'")
     assert len(parents) == 1
+    assert parents[0].info.status == "FINISHED"  # ended by the last worker to finish
+    assert parents[0].data.metrics["n_running"] == 0
     children = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parents[0].info.run_id}'")
     assert sorted(int(r.data.tags["optuna_trial"]) for r in children) == [0, 1, 2, 3]
 

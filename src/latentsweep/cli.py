@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -24,8 +25,31 @@ def _in_multirun() -> bool:
         return False
 
 
+def _file_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    """The file handlers a record of `logger` would reach (Hydra's `<job>.log` in a run)."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found += [h for h in current.handlers if isinstance(h, logging.FileHandler) and h not in found]
+        current = current.parent if current.propagate else None
+    return found
+
+
+def report_error(exc: BaseException, logger: logging.Logger = log) -> None:
+    """Show a user error once: `error: <message>` on stderr, and the same as an ERROR record in the
+    log file(s) `logger` writes to (not its console handler, which would repeat it on the terminal)."""
+    message = str(exc)
+    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+    for handler in _file_handlers(logger):
+        if record.levelno >= handler.level:
+            with contextlib.suppress(Exception):
+                handler.handle(record)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """In a single run, print `error: <message>` and exit 1 instead of a traceback.
+    """In a single run, print `error: <message>` once (also written to the run's log file) and exit 1
+    instead of a traceback.
 
     In a sweep the exception propagates, so the sweeper records the trial as failed and goes on.
     HYDRA_FULL_ERROR=1 keeps the traceback everywhere.
@@ -38,8 +62,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except LatentSweepError as exc:
             if _in_multirun() or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            log.error("%s", exc)
-            print(f"error: {exc}", file=sys.stderr)
+            report_error(exc)
             sys.exit(1)
 
     return wrapper

@@ -342,8 +342,10 @@ def find_trial_run(uri: str | None, parent_run_id: str, trial_number: int) -> st
 
 def finish_sweep_run(uri: str | None, run_id: str, metrics: Mapping[str, float], tags: Mapping[str, Any],
                      figures: Mapping[str, Any] = (), texts: Mapping[str, str] = (),
-                     status: str = "FINISHED") -> None:
-    """Best value/params, figures and files on the parent run, then mark it finished."""
+                     status: str | None = "FINISHED") -> None:
+    """Best value/params, figures and files on the parent run, then end it with `status`
+    (FINISHED / FAILED / KILLED); `status=None` writes the summary and leaves the run RUNNING
+    (another sweeper of the study still works in it and ends it)."""
     from mlflow.entities import Metric
 
     client, _ = client_for(uri)
@@ -356,7 +358,8 @@ def finish_sweep_run(uri: str | None, run_id: str, metrics: Mapping[str, float],
         client.log_figure(run_id, fig, name)
     for name, text in dict(texts).items():
         client.log_text(run_id, text, name)
-    client.set_terminated(run_id, status=status)
+    if status is not None:
+        client.set_terminated(run_id, status=status)
 
 
 def register_best_model(uri: str | None, run_id: str, model_name: str, alias: str = "best",

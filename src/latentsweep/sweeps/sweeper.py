@@ -9,7 +9,8 @@ grid handling. Added here:
   trial id and the pruner as `++sweep.*` overrides and reports val_loss every epoch (`sweeps.trial`);
 - job results mapped to COMPLETE / PRUNED / FAIL (reason kept as the trial's `fail_reason`);
 - `n_trials` is the study's target total: a rerun runs only what is missing (resume);
-- a parent MLflow run per study with nested trial runs, figures, and the best model registered.
+- a parent MLflow run per study with nested trial runs, figures, and the best model registered;
+  sweepers sharing a study share it, and the last one to finish ends it (`parent_run_status`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ import logging
 import math
 import os
 import sys
-import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,13 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from .. import tracking
+from ..cli import report_error
 from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
 from ..parallel import available_cores, device_for_job, visible_gpus
 from . import spaces
+from .heartbeat import Heartbeat
 from .pruners import make_pruner
 from .storage import ask_lock, make_storage, normalize_url, redact
 
@@ -72,29 +74,22 @@ def _reseed(sampler: Any, seed: int) -> None:
             rng.seed(seed % 2**32)
 
 
-@contextlib.contextmanager
-def _beating(storage: optuna.storages.RDBStorage, trial_ids: Sequence[int], interval: int | None) -> Iterator[None]:
-    """Heartbeats for trials in flight from the sweeper itself (covers jobs not yet started)."""
-    if not interval:
-        yield
-        return
-    stop = threading.Event()
+def parent_run_status(trials: Sequence[optuna.trial.FrozenTrial], status: str) -> str | None:
+    """How a finishing sweeper ends the study's shared MLflow parent run: `status` (its own outcome,
+    FINISHED / FAILED / KILLED), or None to leave the run RUNNING.
 
-    def beat() -> None:
-        while True:
-            for trial_id in trial_ids:
-                with contextlib.suppress(Exception):
-                    storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
+    Several sweepers may work on one study (two `make sweep`s on one storage, a resume while the
+    first still runs) and they share its parent run. Rule: the run is ended only when no trial of
+    the study is RUNNING any more (call this after telling or failing this sweeper's own trials),
+    so the last sweeper to finish ends it, with its status; an earlier finisher, also a crashing or
+    failing one, only writes its summary and leaves the run to the siblings still at work.
 
-    thread = threading.Thread(target=beat, name="optuna-sweeper-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    Caveats, all settled by the next finisher (`sweep_parent_run` reopens the run at every start):
+    a sibling between two batches, or one with a larger n_trials, may find the run ended already
+    and ends it again when it finishes; a sibling killed with SIGKILL keeps its trials RUNNING
+    until they are failed as stale (heartbeats; without them, for good), and the run with them.
+    """
+    return None if any(t.state == TrialState.RUNNING for t in trials) else status
 
 
 def classify(ret: JobReturn, n_objectives: int = 1) -> tuple[TrialState, Any, str | None]:
@@ -205,8 +200,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
             except LatentSweepError as exc:  # a sweep that cannot start: one line, like a single run
                 if os.environ.get("HYDRA_FULL_ERROR") == "1":
                     raise
-                log.error("%s", exc)
-                print(f"error: {exc}", file=sys.stderr)
+                report_error(exc, log)
                 sys.exit(1)
 
     def _sweep(self, arguments: list[str]) -> None:
@@ -271,6 +265,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
             per_job.append(f"++trainer.num_threads={max(1, available_cores() // self._parallelism())}")
 
         done: list[TrialState] = []
+        asked: list[optuna.Trial] = []  # this sweeper's trials: none may stay RUNNING when it stops
         status = "FINISHED"
         try:
             while True:
@@ -285,6 +280,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
                         if self.sampler_seed is not None:
                             _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
                         trials.append(study.ask())
+                asked.extend(trials)
                 launch, overrides = [], []
                 gpus = visible_gpus() if str(cfg.trainer.get("device", "auto")) == "auto" else 0
                 for trial in trials:
@@ -305,7 +301,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
                 if not launch:
                     continue
                 try:
-                    with _beating(storage, [t._trial_id for t in launch], self.heartbeat_interval):
+                    with Heartbeat(storage, [t._trial_id for t in launch], self.heartbeat_interval,
+                                   name="optuna-sweeper-heartbeat"):
                         returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
                 except Exception as exc:  # the launcher could not even compose a job (bad override, ...)
                     reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -333,7 +330,22 @@ class LatentSweepImpl(OptunaSweeperImpl):
             status = "FAILED" if status == "FAILED" else "KILLED"
             raise
         finally:
+            self._fail_leftovers(study, asked)
             self._finish(study, url, uri, parent, done, status)
+
+    @classmethod
+    def _fail_leftovers(cls, study: optuna.Study, asked: list[optuna.Trial]) -> None:
+        """Fail this sweeper's trials still RUNNING as it stops (asked, never launched: an error
+        between ask and launch), so they neither linger nor keep the parent run open."""
+        if not asked:
+            return
+        try:
+            running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        except Exception:
+            return
+        for trial in asked:
+            if trial._trial_id in running:
+                cls._fail(study, trial, "the sweep stopped before its job started")
 
     @staticmethod
     def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -391,6 +403,10 @@ class LatentSweepImpl(OptunaSweeperImpl):
             Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
             OmegaConf.save(OmegaConf.create(results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml")
         if parent:
+            end_as = parent_run_status(trials, status)
+            if end_as is None:
+                log.info("MLflow parent run %s stays RUNNING: %d trials of the study still run in another "
+                         "sweeper: the last one to finish ends it", parent, counts["running"])
             figures = self._figures(study)
             try:
                 tracking.finish_sweep_run(
@@ -401,7 +417,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
                               "best_run_id": best_run or ""} if best else {}),
                           **({"pareto_trials": json.dumps([p["trial"] for p in pareto])} if multi else {})},
                     figures=figures, texts={"optimization_results.json": json.dumps(results, indent=1)},
-                    status=status)
+                    status=end_as)
             except Exception as exc:
                 log.warning("could not finish the MLflow parent run %s: %s", parent, exc)
             finally:

@@ -3,8 +3,9 @@
 The sweeper passes `sweep.{storage,study_name,trial_id,pruner,heartbeat_interval}` as overrides;
 the job (possibly another process: the joblib launcher, SLURM) reloads the study with the same
 pruner and reports into the trial the sweeper asked for. A daemon thread records heartbeats so a
-killed sweep's trials are recognised as stale and failed by the next start. Worker processes are
-reused across jobs, so everything here is per call: nothing is cached in module state.
+killed sweep's trials are recognised as stale and failed by the next start (`sweeps.heartbeat`).
+Worker processes are reused across jobs, so everything here is per call: nothing is cached in
+module state.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import warnings
 from collections.abc import Callable
 
@@ -20,6 +20,7 @@ import optuna
 from omegaconf import DictConfig
 
 from ..objectives import objective_names
+from .heartbeat import Heartbeat
 from .pruners import make_pruner
 from .storage import make_storage
 
@@ -44,26 +45,6 @@ class PruningCallback:
             raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.metric}={float(value):.5g})")
 
 
-def _heartbeat(storage: optuna.storages.RDBStorage, trial_id: int, interval: float) -> threading.Event:
-    """Record a heartbeat now and every `interval` s until the trial leaves RUNNING (or stop is set)."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            try:
-                if storage.get_trial(trial_id).state != optuna.trial.TrialState.RUNNING:
-                    return
-                storage.record_heartbeat(trial_id)
-            except Exception as exc:  # a flaky storage must not kill training
-                log.debug("heartbeat for trial %d failed: %s", trial_id, exc)
-            if stop.wait(interval):
-                return
-
-    storage.record_heartbeat(trial_id)
-    threading.Thread(target=beat, name=f"optuna-heartbeat-{trial_id}", daemon=True).start()
-    return stop
-
-
 def sweep_callbacks(cfg: DictConfig) -> list[Callable[[int, dict], None]]:
     """Callbacks for `pipeline.train`: a pruning reporter when this job is an Optuna trial, else []."""
     sweep = cfg.get("sweep")
@@ -78,8 +59,10 @@ def sweep_callbacks(cfg: DictConfig) -> list[Callable[[int, dict], None]]:
     study = optuna.load_study(study_name=str(sweep.study_name), storage=storage, pruner=pruner,
                               sampler=optuna.samplers.RandomSampler())  # the job never samples
     trial = optuna.trial.Trial(study, int(sweep.trial_id))
-    if interval:
-        _heartbeat(storage, int(sweep.trial_id), float(interval))
+    if interval:  # beat now, then until the sweeper tells the trial's result (this worker lives on)
+        storage.record_heartbeat(int(sweep.trial_id))
+        Heartbeat(storage, [int(sweep.trial_id)], float(interval), only_running=True,
+                  name=f"optuna-heartbeat-{sweep.trial_id}").start()
     # The pruner compares the reported values with the finished trials' objective values, so
     # epochs are reported (and pruned) only when the objective IS val_loss. Other objectives
     # (maximised, latent-based, several at once: Optuna cannot prune multi-objective studies) run
