@@ -9,7 +9,7 @@ PORT   ?= 5000
 HOST   := 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check clean
+.PHONY: help install test lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check gpu-wheels clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench: ## full benchmarks (sized for a GPU box)
 
 gpu-check: ## CUDA tests + trials-per-GPU table (needs a CUDA GPU, < 5 min)
 	$(PY) -m pytest -q -m gpu tests && $(PY) -m benchmarks.gpu_check
+
+gpu-wheels: ## wheels for an offline GPU box (.whl/; then `bash benchmarks/gpu_box.sh` there)
+	$(PY) -m benchmarks.wheelhouse $(ARGS)
 
 clean: ## remove outputs/ and multirun/ (keeps mlruns/ and sweeps/)
 	rm -rf outputs multirun

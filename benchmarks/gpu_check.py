@@ -1,14 +1,19 @@
 """`make gpu-check`, part 2: trials sharing one GPU (issue 12). Needs CUDA; < 5 minutes on an H100.
 
-The same 16-trial sweep on the defaults with 1, 8 and 16 trials per GPU (joblib launcher, one CPU
-thread per trial), printing trials/hour, aggregate epochs/s and peak GPU memory per trial, next to
-the padded vs packed and fp32 vs bf16 epoch times of one trial.
+The same 16-trial sweep on `make sweep`'s defaults (the `trials` launcher) with 1, 8 and 16
+(the default) trials per GPU, printing trials/hour, aggregate epochs/s, peak GPU memory per trial
+and how busy the GPU was (nvidia-smi sampled every 200 ms), next to the padded vs packed epoch
+times of one trial and a profiler table of one trial's epoch: where a target does not hold, these
+say whether the GPU, the CPU launching kernels or the per-trial start-up is the limit.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,34 +29,103 @@ CPU_EPOCHS_PER_S = 0.56  # the issue's 2-core CPU figure for the same model (pro
 
 
 def _peak_memory_mb(cwd: Path) -> float:
-    from mlflow.tracking import MlflowClient
+    """The largest peak_gpu_memory_mb any trial of the sweep in `cwd` logged (NaN if none did)."""
+    from latentsweep import tracking
 
-    client = MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    peaks = [r.data.metrics["peak_gpu_memory_mb"] for r in runs if "peak_gpu_memory_mb" in r.data.metrics]
-    return max(peaks) if peaks else float("nan")
+    peak = tracking.max_metric(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}", "peak_gpu_memory_mb")
+    return float("nan") if peak is None else peak
+
+
+class GpuBusy:
+    """Mean GPU utilisation (%) while the block runs, from `nvidia-smi -lms`; NaN without it."""
+
+    def __enter__(self) -> GpuBusy:
+        self.samples: list[float] = []
+        self._proc = None
+        if shutil.which("nvidia-smi"):
+            self._proc = subprocess.Popen(
+                ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200", "-i", "0"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            self._reader = threading.Thread(target=self._read, daemon=True)
+            self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            try:
+                self.samples.append(float(line.strip()))
+            except ValueError:
+                pass
+
+    def __exit__(self, *exc) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=5)
+            self._reader.join(timeout=5)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.samples) / len(self.samples) if self.samples else float("nan")
+
+
+def profile_one_epoch() -> str:
+    """torch.profiler over one training epoch of the default model, alone on the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from latentsweep.build import build_model, build_optimizer
+    from latentsweep.data import BatchLoader, BucketBatchSampler
+    from latentsweep.pipeline import load_data
+    from latentsweep.training.device import configure_cuda
+    from latentsweep.training.loop import _run_epoch
+
+    from .common import compose_train
+
+    cfg = compose_train(["data.n_series=2000", "data.shortest=25", "data.longest=400", "tracking.enabled=false"])
+    configure_cuda()
+    device = torch.device("cuda")
+    data = load_data(cfg.data, cfg.seed)
+    model = build_model(cfg.model, data.spec).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    loader = BatchLoader(data.train, BucketBatchSampler(data.train.lengths, int(cfg.data.batch_size), seed=0), device)
+    _run_epoch(model, loader, optimizer, train=True, device=device, precision="32", grad_clip=1.0, epoch=0)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        _run_epoch(model, loader, optimizer, train=True, device=device, precision="32", grad_clip=1.0, epoch=1)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    gpu_us = sum(e.self_device_time_total for e in events)
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+    return (f"one epoch ({len(loader)} batches, profiled): wall {wall * 1e3:.0f} ms, GPU kernels busy "
+            f"{gpu_us / 1e3:.0f} ms ({100 * gpu_us / 1e6 / wall:.0f}% of wall), {launches} kernel launches "
+            f"({launches / max(len(loader), 1):.0f} per batch)\n\n"
+            + events.table(sort_by="self_device_time_total", row_limit=12))
 
 
 def sharing_table() -> dict:
     rows, raw = [], {}
-    for per_gpu in (1, 8, 16):
-        with tempfile.TemporaryDirectory() as tmp:
+    for per_gpu in (1, 8, 16):  # 16 = trials_per_gpu's default: what `make sweep` does
+        with tempfile.TemporaryDirectory() as tmp, GpuBusy() as busy:
             cwd = Path(tmp)
             t0 = time.perf_counter()
-            sweep(cwd, "~search", "model.dropout=choice(0.0)", f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.pruner.name=none",
-                  f"trainer.max_epochs={EPOCHS}", "trainer.patience=null", "hydra/launcher=joblib",
-                  f"hydra.launcher.n_jobs={per_gpu}", f"hydra.sweeper.n_jobs={per_gpu}", "trainer.num_threads=1",
+            sweep(cwd, "~search", "model.dropout=choice(0.0)", f"hydra.sweeper.n_trials={N_TRIALS}",
+                  "hydra.sweeper.pruner.name=none", f"trainer.max_epochs={EPOCHS}", "trainer.patience=null",
+                  "hydra/launcher=trials", f"trials_per_gpu={per_gpu}",
                   "data.n_series=2000", "data.shortest=25", "data.longest=400")
             wall = time.perf_counter() - t0
             s = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{cwd / 'sweeps' / 'optuna.db'}")
             epochs = sum(len(t.intermediate_values) for t in s.trials)
+            failed = sum(t.state == optuna.trial.TrialState.FAIL for t in s.trials)
             peak = _peak_memory_mb(cwd)
         raw[per_gpu] = {"wall_s": wall, "trials_per_hour": 3600 * N_TRIALS / wall, "epochs_per_s": epochs / wall,
-                        "peak_mb_per_trial": peak}
-        rows.append([per_gpu, wall, raw[per_gpu]["trials_per_hour"], raw[per_gpu]["epochs_per_s"], peak])
+                        "peak_mb_per_trial": peak, "gpu_busy_pct": busy.mean, "failed_trials": failed}
+        rows.append([per_gpu, wall, raw[per_gpu]["trials_per_hour"], raw[per_gpu]["epochs_per_s"], peak,
+                     f"{busy.mean:.0f}%", failed])
     base = raw[1]["epochs_per_s"]
     print(f"\n### 6. Trials sharing one GPU ({torch.cuda.get_device_name(0)}, {N_TRIALS} trials x {EPOCHS} epochs)\n")
-    print(table(["trials per GPU", "wall s", "trials/hour", "epochs/s (all)", "peak MB per trial"], rows))
+    print(table(["trials per GPU", "wall s", "trials/hour", "epochs/s (all)", "peak MB per trial", "GPU busy",
+                 "failed"], rows))
     best = max(raw.values(), key=lambda r: r["epochs_per_s"])
     print(f"\nsharing: {best['epochs_per_s'] / base:.1f}x one trial at a time (target >= 8x); "
           f"vs 2-core CPU ({CPU_EPOCHS_PER_S} epochs/s): {best['epochs_per_s'] / CPU_EPOCHS_PER_S:.0f}x (target >= 100x)")
@@ -64,7 +138,11 @@ def main() -> None:
         sys.exit(0)
     from .bench_batching import run as batching
 
-    results = {"batching_cuda": batching(epochs=2, device="cuda"), "sharing": sharing_table()}
+    results = {"batching_cuda": batching(epochs=2, device="cuda")}
+    print("\n### Profile: one trial's epoch alone on the GPU\n")
+    results["profile"] = profile_one_epoch()
+    print(results["profile"])
+    results["sharing"] = sharing_table()
     save_results("gpu-check", results)
 
 
