@@ -157,9 +157,10 @@ class Classifier(nn.Module):
                                    label_smoothing=self.label_smoothing)
         return {"loss": loss}
 
-    def batch_weight(self, batch: Batch) -> float:
-        """The loop's epoch average is per series, weighted like the loss (sum of class weights)."""
-        return float(self.class_weights[batch.labels].sum())
+    def batch_weight(self, batch: Batch) -> Tensor:
+        """The loop's epoch average is per series, weighted like the loss (sum of class weights).
+        A tensor on the model's device: the loop reads it back once per epoch, not per batch."""
+        return self.class_weights[batch.labels].sum()
 
     def epoch_tally(self) -> ConfusionTally:
         """Collects an epoch's predictions; the loop adds its accuracy and macro_f1 to the metrics."""

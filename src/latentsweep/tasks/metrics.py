@@ -51,8 +51,10 @@ class ConfusionTally:
 
     def update(self, batch, output: dict[str, Tensor]) -> None:
         pairs = batch.labels.long() * self.n_classes + output["logits"].detach().argmax(-1)
-        counts = torch.bincount(pairs, minlength=self.n_classes ** 2)  # stays on the device: no sync
-        self.counts = counts if self.counts is None else self.counts + counts
+        if self.counts is None:
+            self.counts = torch.zeros(self.n_classes ** 2, dtype=torch.long, device=pairs.device)
+        # scatter_add, not bincount: CUDA's bincount reads the largest value back to size its output
+        self.counts.scatter_add_(0, pairs, torch.ones_like(pairs))
 
     def confusion(self) -> np.ndarray:
         if self.counts is None:

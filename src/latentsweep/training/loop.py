@@ -86,8 +86,8 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
                 if grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 optimizer.step()
-            weight = float(batch_weight(batch))
-            weight_total += weight
+            weight = batch_weight(batch)  # a float, or a tensor left on the device (read once per epoch)
+            weight_total = weight_total + weight
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value.detach().float() * weight
             if tally is not None:
@@ -96,6 +96,7 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
         raise DivergedError(
             f"training loss became {float(bad_loss)} at epoch {epoch}, batch {int(first_bad)} — lower "
             "optimizer.lr, set trainer.grad_clip, or check the data for extreme values")
+    weight_total = float(weight_total)
     means = {name: float(total) / max(weight_total, 1e-12) for name, total in sums.items()}
     return {**means, **(tally.compute() if tally is not None else {})}
 
