@@ -1,15 +1,20 @@
 """`make gpu-check`, part 2: trials sharing one GPU (issue 12). Needs CUDA; < 5 minutes on an H100.
 
-The same 16-trial sweep on `make sweep`'s defaults (the `trials` launcher) with 1, 8 and 16
-(the default) trials per GPU, printing trials/hour, aggregate epochs/s, peak GPU memory per trial
-and how busy the GPU was (nvidia-smi sampled every 200 ms), next to the padded vs packed epoch
-times of one trial and a profiler table of one trial's epoch: where a target does not hold, these
-say whether the GPU, the CPU launching kernels or the per-trial start-up is the limit.
+- padded vs packed epoch times of one trial on CUDA (bench_batching);
+- one trial's epoch with PyTorch's CUDA defaults vs `configure_cuda` (TF32 + cudnn.benchmark) vs
+  bf16 autocast: the settings every CUDA run uses are measured here, not assumed;
+- a profiler table of one trial's epoch (kernel-busy share of the wall time, launches per batch);
+- the same 16-trial sweep on `make sweep`'s defaults (the `trials` launcher) with 1, 8 and 16 (the
+  default) trials per GPU: trials/hour, aggregate epochs/s, peak GPU memory per trial and how busy
+  the GPU was (nvidia-smi every 200 ms).
+Where a target does not hold, the last three say whether the GPU, the CPU launching kernels or the
+per-trial start-up is the limit.
 """
 
 from __future__ import annotations
 
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,32 +73,75 @@ class GpuBusy:
         return sum(self.samples) / len(self.samples) if self.samples else float("nan")
 
 
+PROTOTYPE_DATA = ["data.n_series=2000", "data.shortest=25", "data.longest=400", "tracking.enabled=false"]
+
+
+def _one_trial(overrides: list[str]):
+    """(model, optimizer, train loader, device) of one trial on the GPU, as the pipeline builds them."""
+    from latentsweep.build import build_model, build_optimizer
+    from latentsweep.data import BatchLoader, BucketBatchSampler
+    from latentsweep.pipeline import load_data
+
+    from .common import compose_train
+
+    cfg = compose_train(PROTOTYPE_DATA + overrides)
+    device = torch.device("cuda")
+    data = load_data(cfg.data, cfg.seed)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, data.spec).to(device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    loader = BatchLoader(data.train, BucketBatchSampler(data.train.lengths, int(cfg.data.batch_size), seed=0), device)
+    return model, optimizer, loader, device
+
+
+def _epoch(model, optimizer, loader, device, epoch: int, precision: str = "32") -> float:
+    from latentsweep.training.loop import _run_epoch
+
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    _run_epoch(model, loader, optimizer, train=True, device=device, precision=precision, grad_clip=1.0, epoch=epoch)
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def cuda_settings_table() -> dict:
+    """Epoch time with PyTorch's defaults vs `configure_cuda` (TF32 + cudnn.benchmark) vs + bf16.
+
+    `trainer` turns these on for every CUDA run; this is where that choice is measured (issue 12).
+    """
+    from latentsweep.training.device import configure_cuda
+
+    settings = {"torch defaults": ("32", False), "TF32 + cudnn.benchmark": ("32", True), "+ bf16 autocast": ("bf16", True)}
+    models = {"rnn_ae": ["model=rnn_ae"], "conv_ae": ["model=conv_ae", "data.fixed_length=128"]}
+    rows, raw = [], {}
+    for name, overrides in models.items():
+        base = None
+        for label, (precision, tuned) in settings.items():
+            torch.backends.cudnn.benchmark = torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+            if tuned:
+                configure_cuda()
+            model, optimizer, loader, device = _one_trial(overrides)
+            _epoch(model, optimizer, loader, device, 0, precision)  # warm-up: cuDNN plans, allocator
+            t = statistics.median(_epoch(model, optimizer, loader, device, e, precision) for e in (1, 2, 3))
+            base = base or t
+            raw[f"{name}/{label}"] = {"epoch_s": t, "ratio": t / base}
+            rows.append([name, label, t, t / base])
+    configure_cuda()
+    print(table(["model", "CUDA settings", "epoch s (median of 3)", "vs torch defaults"], rows))
+    return raw
+
+
 def profile_one_epoch() -> str:
     """torch.profiler over one training epoch of the default model, alone on the GPU."""
     from torch.profiler import ProfilerActivity, profile
 
-    from latentsweep.build import build_model, build_optimizer
-    from latentsweep.data import BatchLoader, BucketBatchSampler
-    from latentsweep.pipeline import load_data
     from latentsweep.training.device import configure_cuda
-    from latentsweep.training.loop import _run_epoch
 
-    from .common import compose_train
-
-    cfg = compose_train(["data.n_series=2000", "data.shortest=25", "data.longest=400", "tracking.enabled=false"])
     configure_cuda()
-    device = torch.device("cuda")
-    data = load_data(cfg.data, cfg.seed)
-    model = build_model(cfg.model, data.spec).to(device)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters())
-    loader = BatchLoader(data.train, BucketBatchSampler(data.train.lengths, int(cfg.data.batch_size), seed=0), device)
-    _run_epoch(model, loader, optimizer, train=True, device=device, precision="32", grad_clip=1.0, epoch=0)
-    torch.cuda.synchronize()
+    model, optimizer, loader, device = _one_trial([])
+    _epoch(model, optimizer, loader, device, 0)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        t0 = time.perf_counter()
-        _run_epoch(model, loader, optimizer, train=True, device=device, precision="32", grad_clip=1.0, epoch=1)
-        torch.cuda.synchronize()
-        wall = time.perf_counter() - t0
+        wall = _epoch(model, optimizer, loader, device, 1)
     events = prof.key_averages()
     gpu_us = sum(e.self_device_time_total for e in events)
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
@@ -139,6 +187,8 @@ def main() -> None:
     from .bench_batching import run as batching
 
     results = {"batching_cuda": batching(epochs=2, device="cuda")}
+    print("\n### CUDA settings: one trial's epoch\n")
+    results["cuda_settings"] = cuda_settings_table()
     print("\n### Profile: one trial's epoch alone on the GPU\n")
     results["profile"] = profile_one_epoch()
     print(results["profile"])
