@@ -96,3 +96,23 @@ def test_a_training_epoch_does_not_wait_on_the_gpu_per_batch(make_cfg, task):
     syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
     assert len(loader) >= 10
     assert len(syncs) < len(loader) / 2, f"{len(syncs)} host syncs in {len(loader)} batches: {syncs[:5]}"
+
+
+def test_running_out_of_gpu_memory_fails_in_one_line_and_the_next_run_trains(make_cfg, mlflow_uri):
+    """A real CUDA OOM: another tenant (here: one tensor) holds nearly all the GPU's memory."""
+    from latentsweep.errors import ResourceError
+
+    big = ["trainer.device=cuda", "model.hidden_size=1024", "data.batch_size=64", "trainer.max_epochs=1"]
+    train(make_cfg(["trainer.device=cuda", "trainer.max_epochs=1"]))  # cuBLAS/cuDNN handles exist now
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info()
+    hog = torch.empty(free - 8 * 2**20, dtype=torch.uint8, device="cuda")
+    try:
+        with pytest.raises(ResourceError) as err:
+            train(make_cfg(big))
+    finally:
+        del hog
+        torch.cuda.empty_cache()
+    message = str(err.value)
+    assert "\n" not in message and "out of GPU memory" in message and "model.hidden_size=1024" in message
+    assert math.isfinite(train(make_cfg(big)))  # the GPU is usable again for the next trial

@@ -43,6 +43,28 @@ def test_out_of_gpu_memory_is_a_one_line_failure_naming_the_sizes(make_cfg, mlfl
     assert run.info.status == "FAILED" and "out of GPU memory" in run.data.tags["failure"]
 
 
+@pytest.mark.parametrize("where", ["make_loaders", "_log_results"])
+def test_out_of_gpu_memory_before_or_after_the_loop_is_the_same_one_line_failure(where, make_cfg, mlflow_uri,
+                                                                                 monkeypatch):
+    """Moving the data set to the GPU, or the figures/latents after training, can run out too."""
+    import latentsweep.pipeline as pipeline
+
+    def exhaust_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(pipeline, where, exhaust_memory)
+    with pytest.raises(ResourceError) as err:
+        train(make_cfg(["model.hidden_size=24"]))
+    assert "\n" not in str(err.value) and "model.hidden_size=24" in str(err.value)
+    client, _ = client_for(mlflow_uri)
+    experiment = client.get_experiment_by_name("latentsweep")
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    if where == "make_loaders":  # before the run started: nothing half-written in MLflow
+        assert runs == []
+    else:
+        assert runs[0].info.status == "FAILED" and "out of GPU memory" in runs[0].data.tags["failure"]
+
+
 def test_make_sweep_launcher_runs_one_trial_per_core_here(tmp_path):
     """`hydra/launcher=trials` (what `make sweep` uses) sizes joblib and the sweeper's batches alike."""
     from omegaconf import OmegaConf

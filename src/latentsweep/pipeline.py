@@ -155,6 +155,31 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     device = resolve_device(cfg.trainer.device)
     if device.type == "cuda":
         configure_cuda()
+    try:
+        return _train(cfg, callbacks, device)
+    except torch.cuda.OutOfMemoryError as exc:  # before the run started: the model or data set itself
+        raise out_of_memory_error(cfg, device, exc) from exc
+
+
+def _fail_run(tracker: Tracker, run_id: str | None, exc: BaseException, cfg: DictConfig,
+              device: torch.device) -> BaseException:
+    """Tag and end the MLflow run for `exc` and return what to raise (running out of GPU memory
+    becomes a one-line ResourceError). A pruned trial or Ctrl-C ends KILLED, the rest FAILED."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        exc = out_of_memory_error(cfg, device, exc)
+    pruned = type(exc).__name__ == "TrialPruned"
+    try:  # the store may be what failed (server down): never hide the original error
+        if pruned:
+            tracker.set_tags({"pruned": "true"})
+        else:
+            tracker.set_tags({"failure": f"{type(exc).__name__}: {str(exc)[:400]}"})
+    except Exception as tag_exc:
+        log.warning("could not tag MLflow run %s: %s", run_id, str(tag_exc).splitlines()[0][:200])
+    tracker.end("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
+    return exc
+
+
+def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], device: torch.device) -> float:
     precision = str(cfg.trainer.precision)
 
     data = load_data(cfg.data, cfg.seed)
@@ -206,34 +231,26 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
                      callbacks=[log_epoch, *callbacks], progress=cfg.trainer.progress,
                      loop_extras=lambda: {"mlflow_run_id": run_id})
     except BaseException as exc:
-        pruned = type(exc).__name__ == "TrialPruned"
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            exc = out_of_memory_error(cfg, device, exc)
-        try:  # the store may be what failed (server down): never hide the original error
-            if pruned:
-                tracker.set_tags({"pruned": "true"})
-            else:
-                tracker.set_tags({"failure": f"{type(exc).__name__}: {str(exc)[:400]}"})
-        except Exception as tag_exc:
-            log.warning("could not tag MLflow run %s: %s", run_id, str(tag_exc).splitlines()[0][:200])
-        tracker.end("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
-        if isinstance(exc, ResourceError):
-            raise exc from exc.__cause__
-        raise
+        reason = _fail_run(tracker, run_id, exc, cfg, device)
+        if reason is exc:
+            raise
+        raise reason from exc
     if not math.isfinite(result.best_val_loss):
         tracker.end("FAILED")
         raise DataError("no finite validation loss was recorded — check the data")
 
-    model.load_state_dict(result.best_state)
-    if device.type == "cuda":
-        tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
-    _log_results(tracker, model, data, result, cfg, device)
-    try:
+    try:  # figures, the saved model and a latent-based objective run on the GPU too
+        model.load_state_dict(result.best_state)
+        if device.type == "cuda":
+            tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
+        _log_results(tracker, model, data, result, cfg, device)
         value = objective_value(cfg.get("objective", "val_loss"), model=model, data=data, result=result,
                                 device=device)
-    except BaseException:
-        tracker.end("FAILED")
-        raise
+    except BaseException as exc:
+        reason = _fail_run(tracker, run_id, exc, cfg, device)
+        if reason is exc:
+            raise
+        raise reason from exc
     tracker.log_metrics(objective_metrics(cfg.get("objective", "val_loss"), value))
     tracker.end("FINISHED")
     log.info("best val_loss %.5g at epoch %d of %d | MLflow run %s | store %s",
