@@ -67,21 +67,22 @@ def test_bf16_run_finishes_with_a_finite_loss(make_cfg, mlflow_uri):
     assert run.data.tags["precision"] == "bf16"
 
 
+@pytest.mark.parametrize("on_device", [True, False], ids=["data-on-gpu", "data-pinned"])
 @pytest.mark.parametrize("task", ["reconstruct", "classify"])
-def test_a_training_epoch_does_not_wait_on_the_gpu_per_batch(make_cfg, task):
+def test_a_training_epoch_does_not_wait_on_the_gpu_per_batch(make_cfg, task, on_device):
     """Small models are launch-bound: a host sync per batch stops the CPU queueing ahead."""
     import warnings
 
     from latentsweep.build import build_model, build_optimizer
-    from latentsweep.data import BatchLoader, BucketBatchSampler
-    from latentsweep.pipeline import load_data
+    from latentsweep.pipeline import load_data, make_loaders
     from latentsweep.training.loop import _run_epoch
 
-    cfg = make_cfg(["model=rnn_ae", "data.n_series=256"] + (["task=classify"] if task == "classify" else []))
+    overrides = ["model=rnn_ae", "data.n_series=256", f"data.on_device={on_device}"]
+    cfg = make_cfg(overrides + (["task=classify"] if task == "classify" else []))
     data = load_data(cfg.data, cfg.seed)
     device = torch.device("cuda")
     net = build_model(cfg.model, data.spec, cfg.get("task")).to(device)
-    loader = BatchLoader(data.train, BucketBatchSampler(data.train.lengths, 16, seed=0), device)
+    loader, _ = make_loaders(data, cfg.data, cfg.seed, device)
     optimizer = build_optimizer(cfg.optimizer, net.parameters())
     _run_epoch(net, loader, optimizer, train=True, device=device, precision="32", grad_clip=1.0, epoch=0)
     torch.cuda.synchronize()

@@ -35,7 +35,7 @@ class Batch:
             lengths=self.lengths,
             mask=self.mask.to(device, non_blocking=non_blocking),
             index=self.index,
-            labels=self.labels.to(device, non_blocking=non_blocking) if self.labels is not None else None,
+            labels=to_device_async(self.labels, device) if self.labels is not None else None,
         )
 
     def pin_memory(self) -> Batch:
@@ -55,7 +55,8 @@ def to_device_async(tensor: Tensor, device) -> Tensor:
     """
     device = torch.device(device)
     if device.type == "cuda" and tensor.device.type == "cpu":
-        return tensor.pin_memory().to(device, non_blocking=True)
+        pinned = tensor if tensor.is_pinned() else tensor.pin_memory()
+        return pinned.to(device, non_blocking=True)
     return tensor.to(device)
 
 
