@@ -25,9 +25,9 @@ mkdir -p "$(dirname "$LOG")"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     "$PYTHON" -c "import torch, hydra, optuna, mlflow; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), '| hydra', hydra.__version__, '| optuna', optuna.__version__, '| mlflow', mlflow.__version__)"
     # time limits so a hang cannot eat a lent GPU's whole budget (the check takes ~3-5 min)
-    timeout "${TESTS_TIMEOUT:-240}" "$PYTHON" -m pytest -q -p no:cacheprovider --timeout=120 -m gpu tests
+    timeout "${TESTS_TIMEOUT:-150}" "$PYTHON" -m pytest -q -p no:cacheprovider --timeout=120 -m gpu tests
     tests_rc=$?
-    timeout "${CHECK_TIMEOUT:-420}" "$PYTHON" -m benchmarks.gpu_check
+    timeout "${CHECK_TIMEOUT:-360}" "$PYTHON" -m benchmarks.gpu_check
     bench_rc=$?
     echo "gpu_box: gpu tests exit $tests_rc, gpu_check exit $bench_rc"
     [ "$tests_rc" = 0 ] && [ "$bench_rc" = 0 ]
