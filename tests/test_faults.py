@@ -6,6 +6,8 @@ a real `mlflow server`, and a throwaway PostgreSQL server (tests/pg.py).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -145,6 +147,39 @@ def test_kill_9_sweep_mid_trial_and_the_same_command_finishes_the_study(tmp_path
     assert after[1].state == TrialState.FAIL  # the killed trial: failed as stale, not RUNNING forever
     assert after[2].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert not [t for t in after if t.state == TrialState.RUNNING]
+
+
+def test_a_worker_process_that_dies_fails_its_trial_and_the_sweep_goes_on(tmp_path):
+    """kill -9 of a joblib worker (what the kernel does to a process out of memory)."""
+    db = tmp_path / "sweeps" / "optuna.db"
+    command = [*SPACE, "trainer.max_epochs=25", "hydra.sweeper.pruner.name=none", "hydra.sweeper.n_trials=3",
+               "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", "tracking.enabled=false"]
+
+    def first_trial_running() -> bool:
+        try:
+            trials = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{db}").trials
+        except KeyError:
+            return False
+        return bool(trials) and bool(trials[0].intermediate_values)
+
+    proc = _popen(tmp_path, *command, sweep=True)
+    try:
+        wait_for(lambda: proc.poll() is not None or (db.exists() and first_trial_running()), 150,
+                 "trial 0 to be mid-run", interval=0.2)
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "popen_loky"], capture_output=True,
+                                 text=True).stdout.split()
+        assert workers, "no loky worker found under the sweeper"
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        rc, out, err = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 0, err[-3000:]
+    trials = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{db}").trials
+    assert trials[0].state == TrialState.FAIL and "worker process died" in trials[0].user_attrs["fail_reason"]
+    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE, TrialState.COMPLETE]  # a fresh pool
 
 
 # --- (c) three workers on one study ------------------------------------------------------------------

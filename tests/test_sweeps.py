@@ -256,3 +256,21 @@ def test_optuna_sweeper_config_is_ours_and_single_runs_ignore_the_space(make_cfg
     assert sweeper._target_ == "latentsweep.sweeps.sweeper.LatentSweepOptunaSweeper"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
     assert sweeper.max_failure_rate == 0.5 and sweeper.pruner.name == "median"
+
+
+def test_joblib_workers_take_the_next_trial_as_soon_as_they_are_free(tmp_path):
+    """`make sweep`'s launcher does not wait for the slowest trial of a batch (sweeps/launching.py):
+    a short trial's worker starts the next trial while a long one still runs."""
+    run_sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+              "trainer.max_epochs=choice(1,40)", "trainer.patience=null", "hydra.sweeper.pruner.name=none",
+              "hydra.sweeper.n_trials=6", "tracking.enabled=false")
+    trials = sorted(load(tmp_path).trials, key=lambda t: t.number)
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.params["trainer.max_epochs"] for t in trials} == {1, 40}  # short and long ones (seeded)
+    # in batches of two, a trial of a later pair could only end after both of an earlier pair
+    overtaking = [(a.number, c.number) for a in trials for c in trials
+                  if a.number // 2 < c.number // 2 and c.datetime_complete < a.datetime_complete]
+    assert overtaking, [(t.number, t.params, t.datetime_start, t.datetime_complete) for t in trials]
+    # and a trial is asked only when a worker can take it: never more than two asked and not done
+    assert max(sum(a.datetime_start <= t.datetime_start < a.datetime_complete for a in trials)
+               for t in trials) <= 2

@@ -32,19 +32,21 @@ class Heartbeat:
     until `stop()` (or, with `only_running`, until every one of them has left RUNNING).
 
     `interval` None or 0: heartbeats are off and start/stop do nothing. Usable as a context manager.
+    A list is beaten live: ids the caller adds or removes while it runs are picked up (the
+    sweeper's trials in flight); without `only_running` the thread then runs until `stop()`.
     """
 
     def __init__(self, storage: optuna.storages.RDBStorage, trial_ids: Iterable[int], interval: float | None,
                  *, only_running: bool = False, name: str = "optuna-heartbeat") -> None:
         self.storage = storage
-        self.trial_ids = list(trial_ids)
+        self.trial_ids = trial_ids if isinstance(trial_ids, list) else list(trial_ids)
         self.interval = interval
         self.only_running = only_running
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> Heartbeat:
-        if self.interval and self.trial_ids:
+        if self.interval and (self.trial_ids or not self.only_running):
             self._thread.start()
         return self
 
@@ -61,7 +63,7 @@ class Heartbeat:
         self.stop()
 
     def beat(self) -> bool:
-        """One round of heartbeats; False once no trial is left to beat (`only_running`)."""
+        """One round of heartbeats; False once no trial is left to beat (`only_running` only)."""
         for trial_id in list(self.trial_ids):
             try:
                 if self.only_running and self.storage.get_trial(trial_id).state != TrialState.RUNNING:
@@ -70,7 +72,7 @@ class Heartbeat:
                 self.storage.record_heartbeat(trial_id)
             except Exception as exc:  # a flaky storage must not kill training or the sweep
                 log.debug("heartbeat for trial %d failed: %s", trial_id, exc)
-        return bool(self.trial_ids)
+        return bool(self.trial_ids) or not self.only_running
 
     def _run(self) -> None:
         while self.beat() and not self._stop.wait(self.interval):

@@ -9,6 +9,7 @@ grid handling. Added here:
   trial id and the pruner as `++sweep.*` overrides and reports val_loss every epoch (`sweeps.trial`);
 - job results mapped to COMPLETE / PRUNED / FAIL (reason kept as the trial's `fail_reason`);
 - `n_trials` is the study's target total: a rerun runs only what is missing (resume);
+- trials handed to the joblib launcher one per free worker, told as each ends (`sweeps.launching`);
 - a parent MLflow run per study with nested trial runs, figures, and the best model registered;
   sweepers sharing a study share it, and the last one to finish ends it (`parent_run_status`).
 """
@@ -42,7 +43,7 @@ from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
 from ..parallel import available_cores, device_for_job, visible_gpus
-from . import spaces
+from . import launching, spaces
 from .heartbeat import Heartbeat
 from .pruners import make_pruner
 from .storage import ask_lock, make_storage, normalize_url, redact
@@ -266,24 +267,23 @@ class LatentSweepImpl(OptunaSweeperImpl):
 
         done: list[TrialState] = []
         asked: list[optuna.Trial] = []  # this sweeper's trials: none may stay RUNNING when it stops
-        status = "FINISHED"
-        try:
-            while True:
+        in_flight: dict[int, optuna.Trial] = {}  # trial id -> trial, launched and not yet told
+        beating: list[int] = []  # the same ids, beaten live while their jobs wait or run
+        status, stop = "FINISHED", False  # stop: ask no more trials (the failure rate was exceeded)
+        gpus = visible_gpus() if str(cfg.trainer.get("device", "auto")) == "auto" else 0
+
+        def jobs():
+            """The next trial as a job, asked only when the launcher can take it."""
+            while not stop:
                 with ask_lock(url):
                     if self.heartbeat_interval:  # trials of a sweep killed meanwhile stop counting as running
                         optuna.storages.fail_stale_trials(study)
-                    to_go = self.n_trials - len(study.get_trials(deepcopy=False))
-                    if to_go <= 0:
-                        break
-                    trials = []
-                    for _ in range(min(self.n_jobs, to_go)):
-                        if self.sampler_seed is not None:
-                            _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
-                        trials.append(study.ask())
-                asked.extend(trials)
-                launch, overrides = [], []
-                gpus = visible_gpus() if str(cfg.trainer.get("device", "auto")) == "auto" else 0
-                for trial in trials:
+                    if self.n_trials - len(study.get_trials(deepcopy=False)) <= 0:
+                        return
+                    if self.sampler_seed is not None:
+                        _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
+                    trial = study.ask()
+                    asked.append(trial)
                     try:
                         (line,) = self._configure_trials([trial], free, fixed, fixed_overrides)
                     except spaces.Infeasible as exc:
@@ -291,43 +291,41 @@ class LatentSweepImpl(OptunaSweeperImpl):
                         study.tell(trial, state=TrialState.FAIL)
                         done.append(TrialState.FAIL)
                         continue
-                    # several GPUs: job k trains on GPU k mod n (one GPU: `auto` already picks it)
-                    placement = ([f"++trainer.device={device_for_job(self.job_idx + len(launch), gpus)}"]
-                                 if gpus > 1 else [])
-                    launch.append(trial)
-                    overrides.append(list(line) + per_job + placement + [
-                        f"++sweep.trial_id={trial._trial_id}", f"++sweep.trial_number={trial.number}"]
-                        + ([f"++extra_tags.optuna_trial={_quote(trial.number)}"] if parent else []))
-                if not launch:
-                    continue
-                try:
-                    with Heartbeat(storage, [t._trial_id for t in launch], self.heartbeat_interval,
-                                   name="optuna-sweeper-heartbeat"):
-                        returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
-                except Exception as exc:  # the launcher could not even compose a job (bad override, ...)
-                    reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                    for trial in launch:
-                        self._fail(study, trial, f"launch failed: {reason}"[:1000])
-                        done.append(TrialState.FAIL)
-                    self.job_idx += len(launch)
-                    returns = []
-                except BaseException:  # Ctrl-C, SystemExit: leave no trial RUNNING
-                    for trial in launch:
-                        self._fail(study, trial, "sweep interrupted")
-                    raise
-                self.job_idx += len(returns)
-                for trial, ret in zip(launch, returns):
+                log.info("launching trial %d: %s", trial.number, " ".join(line))
+                idx, self.job_idx = self.job_idx, self.job_idx + 1
+                # several GPUs: job k trains on GPU k mod n (one GPU: `auto` already picks it)
+                placement = [f"++trainer.device={device_for_job(idx, gpus)}"] if gpus > 1 else []
+                in_flight[trial._trial_id] = trial
+                beating.append(trial._trial_id)
+                yield trial._trial_id, idx, (list(line) + per_job + placement + [
+                    f"++sweep.trial_id={trial._trial_id}", f"++sweep.trial_number={trial.number}"]
+                    + ([f"++extra_tags.optuna_trial={_quote(trial.number)}"] if parent else []))
+
+        if launching.runs_as_ready(self.launcher):
+            results = launching.launch_as_ready(self.launcher, jobs())
+        else:
+            results = launching.launch_in_batches(self.launcher, jobs(), self.n_jobs)
+        try:
+            with Heartbeat(storage, beating, self.heartbeat_interval, name="optuna-sweeper-heartbeat"):
+                for trial_id, ret in results:
+                    trial = in_flight.pop(trial_id)
                     done.append(self._tell(study, trial, ret, uri, parent))
+                    beating.remove(trial_id)
+                    n_fail = done.count(TrialState.FAIL)
+                    if len(done) >= self.min_trials_for_failure_rate and n_fail / len(done) > self.max_failure_rate:
+                        status, stop = "FAILED", True  # the jobs in flight finish
+            if status == "FAILED":
                 n_fail = done.count(TrialState.FAIL)
-                if len(done) >= self.min_trials_for_failure_rate and n_fail / len(done) > self.max_failure_rate:
-                    status = "FAILED"
-                    reasons = [t.user_attrs.get("fail_reason") for t in study.get_trials(deepcopy=False)
-                               if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")]
-                    raise SweepError(f"{n_fail} of {len(done)} trials failed (last: {reasons[-1] if reasons else '?'})"
-                                     f" — fix the search space or raise hydra.sweeper.max_failure_rate="
-                                     f"{self.max_failure_rate}")
-        except BaseException:
+                reasons = [t.user_attrs.get("fail_reason") for t in study.get_trials(deepcopy=False)
+                           if t.state == TrialState.FAIL and t.user_attrs.get("fail_reason")]
+                raise SweepError(f"{n_fail} of {len(done)} trials failed (last: {reasons[-1] if reasons else '?'})"
+                                 f" — fix the search space or raise hydra.sweeper.max_failure_rate="
+                                 f"{self.max_failure_rate}")
+        except BaseException as exc:
             status = "FAILED" if status == "FAILED" else "KILLED"
+            if not isinstance(exc, SweepError):  # Ctrl-C, SystemExit, a broken launcher: none stays RUNNING
+                for trial in list(in_flight.values()):
+                    self._fail(study, trial, "sweep interrupted")
             raise
         finally:
             self._fail_leftovers(study, asked)
