@@ -35,16 +35,20 @@ def _file_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return found
 
 
-def report_error(exc: BaseException, logger: logging.Logger = log) -> None:
-    """Show a user error once: `error: <message>` on stderr, and the same as an ERROR record in the
-    log file(s) `logger` writes to (not its console handler, which would repeat it on the terminal)."""
-    message = str(exc)
-    record = logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "%s", (message,), None)
+def log_to_files(logger: logging.Logger, level: int, message: str) -> None:
+    """Write `message` to the log file(s) `logger` reaches, not to its console handler: for text
+    that is also printed, so the terminal shows it once and the run's log still holds it."""
+    record = logger.makeRecord(logger.name, level, __file__, 0, "%s", (message,), None)
     for handler in _file_handlers(logger):
         if record.levelno >= handler.level:
             with contextlib.suppress(Exception):
                 handler.handle(record)
-    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def report_error(exc: BaseException, logger: logging.Logger = log) -> None:
+    """Show a user error once: `error: <message>` on stderr, and an ERROR record in the log file."""
+    log_to_files(logger, logging.ERROR, str(exc))
+    print(f"error: {exc}", file=sys.stderr, flush=True)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

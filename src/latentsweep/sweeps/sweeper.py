@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from .. import tracking
-from ..cli import report_error
+from ..cli import log_to_files, report_error
 from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
@@ -437,8 +437,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
             lines.append(f"MLflow: parent run {parent}, best model run {best_run} | store {uri}")
         if version:
             lines.append(f"registered model: models:/{self._registry_name()}@best (version {version})")
-        for line in lines:
-            log.info(line)
+        for line in lines:  # printed once on the terminal, kept in the sweep's log file
+            log_to_files(log, logging.INFO, line)
         print("\n".join(lines), flush=True)
 
     def _register(self, study: optuna.Study, best: optuna.trial.FrozenTrial, best_run: str, uri: str | None):
