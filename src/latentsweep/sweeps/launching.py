@@ -80,8 +80,7 @@ def launch_as_ready(launcher: Any, jobs: Iterable[Job]) -> Iterator[tuple[int, J
                 running[future] = (trial_id, overrides)
             if not running:
                 return
-            # a timeout, so that Ctrl-C reaches the main thread while every worker is busy
-            finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 trial_id, overrides = running.pop(future)
                 try:
