@@ -266,9 +266,9 @@ class LatentSweepImpl(OptunaSweeperImpl):
             per_job.append(f"++trainer.num_threads={max(1, available_cores() // self._parallelism())}")
 
         done: list[TrialState] = []
-        asked: list[optuna.Trial] = []  # this sweeper's trials: none may stay RUNNING when it stops
-        in_flight: dict[int, optuna.Trial] = {}  # trial id -> trial, launched and not yet told
-        beating: list[int] = []  # the same ids, beaten live while their jobs wait or run
+        in_flight: dict[int, optuna.Trial] = {}  # trial id -> trial, asked and not yet told: none may
+        # stay RUNNING when this sweeper stops
+        beating: list[int] = []  # the launched ids, beaten live (a list: the heartbeat thread copies it)
         status, stop = "FINISHED", False  # stop: ask no more trials (the failure rate was exceeded)
         gpus = visible_gpus() if str(cfg.trainer.get("device", "auto")) == "auto" else 0
 
@@ -283,19 +283,19 @@ class LatentSweepImpl(OptunaSweeperImpl):
                     if self.sampler_seed is not None:
                         _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
                     trial = study.ask()
-                    asked.append(trial)
+                    in_flight[trial._trial_id] = trial
                     try:
                         (line,) = self._configure_trials([trial], free, fixed, fixed_overrides)
                     except spaces.Infeasible as exc:
                         trial.set_user_attr("fail_reason", f"infeasible: {exc}")
                         study.tell(trial, state=TrialState.FAIL)
+                        in_flight.pop(trial._trial_id)
                         done.append(TrialState.FAIL)
                         continue
                 log.info("launching trial %d: %s", trial.number, " ".join(line))
                 idx, self.job_idx = self.job_idx, self.job_idx + 1
                 # several GPUs: job k trains on GPU k mod n (one GPU: `auto` already picks it)
                 placement = [f"++trainer.device={device_for_job(idx, gpus)}"] if gpus > 1 else []
-                in_flight[trial._trial_id] = trial
                 beating.append(trial._trial_id)
                 yield trial._trial_id, idx, (list(line) + per_job + placement + [
                     f"++sweep.trial_id={trial._trial_id}", f"++sweep.trial_number={trial.number}"]
@@ -321,29 +321,13 @@ class LatentSweepImpl(OptunaSweeperImpl):
                 raise SweepError(f"{n_fail} of {len(done)} trials failed (last: {reasons[-1] if reasons else '?'})"
                                  f" — fix the search space or raise hydra.sweeper.max_failure_rate="
                                  f"{self.max_failure_rate}")
-        except BaseException as exc:
+        except BaseException:
             status = "FAILED" if status == "FAILED" else "KILLED"
-            if not isinstance(exc, SweepError):  # Ctrl-C, SystemExit, a broken launcher: none stays RUNNING
-                for trial in list(in_flight.values()):
-                    self._fail(study, trial, "sweep interrupted")
             raise
-        finally:
-            self._fail_leftovers(study, asked)
+        finally:  # Ctrl-C, SystemExit, a broken launcher or config: no trial of ours stays RUNNING
+            for trial in list(in_flight.values()):
+                self._fail(study, trial, "sweep interrupted")
             self._finish(study, url, uri, parent, done, status)
-
-    @classmethod
-    def _fail_leftovers(cls, study: optuna.Study, asked: list[optuna.Trial]) -> None:
-        """Fail this sweeper's trials still RUNNING as it stops (asked, never launched: an error
-        between ask and launch), so they neither linger nor keep the parent run open."""
-        if not asked:
-            return
-        try:
-            running = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-        except Exception:
-            return
-        for trial in asked:
-            if trial._trial_id in running:
-                cls._fail(study, trial, "the sweep stopped before its job started")
 
     @staticmethod
     def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
