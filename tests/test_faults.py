@@ -128,9 +128,11 @@ def test_kill_9_sweep_mid_trial_and_the_same_command_finishes_the_study(tmp_path
                  interval=0.2)
     finally:
         proc.kill()
-        _, err = proc.communicate()
+        out, err = proc.communicate()
     killed = time.time()
-    assert proc.returncode == -signal.SIGKILL, err[-2000:]
+    assert proc.returncode == -signal.SIGKILL, (
+        [(t.number, t.state.name, len(t.intermediate_values), t.user_attrs.get("fail_reason")) for t in study().trials],
+        out[-3000:], err[-2000:])
     before = study().trials
     assert [t.state for t in before][1] == TrialState.RUNNING
     first = before[0]
