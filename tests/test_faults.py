@@ -106,8 +106,11 @@ def test_kill_9_sweep_mid_trial_and_the_same_command_finishes_the_study(tmp_path
     db = tmp_path / "sweeps" / "optuna.db"
     interval = 1  # heartbeat every second; grace period 2 x interval
     uri = empty_store(tmp_path / "mlruns")
-    command = [*SPACE, "trainer.max_epochs=30", "hydra.sweeper.pruner.name=none", "hydra.sweeper.n_trials=3",
-               f"hydra.sweeper.heartbeat_interval={interval}", f"tracking.uri={uri}"]
+    # no early stopping and enough epochs (~25 ms each here) that trial 1 runs for seconds: with
+    # patience 5 and 30 epochs it sometimes ended in under a second, between two polls, and the
+    # sweep finished before it could be killed
+    command = [*SPACE, "trainer.max_epochs=150", "trainer.patience=null", "hydra.sweeper.pruner.name=none",
+               "hydra.sweeper.n_trials=3", f"hydra.sweeper.heartbeat_interval={interval}", f"tracking.uri={uri}"]
 
     def study():
         return optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{db}")
