@@ -51,10 +51,12 @@ def run(n_trials: int = 3, epochs: int = 15) -> dict:
                       *extra)
                 m = _analyze(model, f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
             raw[f"{name}-{model}"] = m
-            rows.append([name, model, m.get("latent.probe_accuracy"), m.get("raw.probe_accuracy"),
+            rows.append([name, model, m.get("latent.svm_accuracy"), m.get("raw.svm_accuracy"),
+                         m.get("latent.probe_accuracy"), m.get("raw.probe_accuracy"),
                          m.get("latent.spectral.nmi"), m.get("raw.spectral.nmi")])
     print(f"\n### 5. Latent quality on UCR data ({n_trials} trials x {epochs} epochs per model, then analyze.py)\n")
-    print(table(["data set", "model", "probe acc latent", "probe acc raw", "spectral NMI latent",
+    print(table(["data set", "model", "SVM acc latent", "SVM acc raw", "probe acc latent", "probe acc raw",
+                 "spectral NMI latent",
                  "spectral NMI raw"], rows))
     print("\nreference: RBF-SVM on raw z-normalised series ~0.66 (PickupGestureWiimoteZ), ~0.82 (ArrowHead)")
     save_results("quality", raw)

@@ -14,6 +14,7 @@ from latentsweep import objectives
 from latentsweep.analysis.latents import encode_series, latent_columns, read_latents
 from latentsweep.analysis.metrics import choose_k, clustering_scores, probe, raw_features
 from latentsweep.analysis.run import analyze, rebuild_data
+from latentsweep.analysis.svm import SVM_CS
 from latentsweep.data.synthetic import make_synthetic
 from latentsweep.errors import ConfigError, TrackingError
 from latentsweep.pipeline import train
@@ -49,9 +50,12 @@ def test_trained_latents_beat_chance_and_everything_is_logged(make_cfg, mlflow_u
     assert result["k"] == 4 and result["has_labels"]
     assert m["latent.kmeans.nmi"] > 0.12 and m["latent.spectral.nmi"] > 0.12
     assert m["latent.probe_accuracy"] > m["majority_accuracy"] + 0.1
-    for key in ("raw.kmeans.nmi", "raw.spectral.ari", "raw.probe_accuracy", "latent.kmeans.silhouette"):
+    for key in ("raw.kmeans.nmi", "raw.spectral.ari", "raw.probe_accuracy", "latent.kmeans.silhouette",
+                "raw.svm_accuracy", "raw.svm_C"):
         assert key in m
+    assert m["latent.svm_accuracy"] > m["majority_accuracy"] + 0.1 and m["latent.svm_C"] in SVM_CS
     assert "| k-means NMI |" in result["table"] and "| probe accuracy (val) |" in result["table"]
+    assert "| RBF-SVM accuracy (val) |" in result["table"]
 
     # A run nested under the analysed one, holding the figures and the parquet.
     run = client.get_run(result["analysis_run_id"])

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..figures import plt  # pyplot with the headless Agg backend already selected
 from .metrics import ClusterScores, ProbeResult, standardize
+from .svm import SVMResult
 
 
 def tsne_perplexity(n: int) -> float:
@@ -111,7 +112,8 @@ def _fmt(value: float | None) -> str:
 
 
 def comparison_rows(clusters: Mapping[str, Mapping[str, ClusterScores]],
-                    probes: Mapping[str, ProbeResult] | None) -> list[tuple[str, dict[str, float | None]]]:
+                    probes: Mapping[str, ProbeResult] | None,
+                    svms: Mapping[str, SVMResult] | None = None) -> list[tuple[str, dict[str, float | None]]]:
     """(metric, {feature set: value}) rows; label-based rows only when labels exist."""
     sets = list(clusters)
     methods = list(next(iter(clusters.values())))
@@ -126,6 +128,8 @@ def comparison_rows(clusters: Mapping[str, Mapping[str, ClusterScores]],
     if probes is not None:
         rows.append(("probe accuracy (val)", {s: probes[s].accuracy for s in sets}))
         rows.append(("majority class (val)", {s: probes[s].majority_accuracy for s in sets}))
+    if svms is not None:
+        rows.append(("RBF-SVM accuracy (val)", {s: svms[s].accuracy for s in sets}))
     return rows
 
 

@@ -28,6 +28,7 @@ from ..training import resolve_device
 from . import report
 from .latents import encode_series, latent_columns, latents_frame, reconstruct_series, write_latents
 from .metrics import choose_k, clustering_scores, limited_threads, probe, raw_features, subsample
+from .svm import svm_accuracy
 
 log = logging.getLogger("latentsweep")
 
@@ -184,14 +185,17 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
     clusters = {name: clustering_scores(x[idx], k, y[idx] if has_labels else None, seed)
                 for name, x in features.items()}
     lap("cluster")
-    probes = None
+    probes = svms = None
     if has_labels:
         probes = {name: probe(x[is_train], y[is_train], x[~is_train], y[~is_train],
                               n_classes=data.spec.n_classes, seed=seed) for name, x in features.items()}
-    lap("probe")
+        lap("probe")
+        svms = {name: svm_accuracy(x[is_train], y[is_train], x[~is_train], y[~is_train], seed=seed)
+                for name, x in features.items()}
+        lap("svm")
 
     columns = list(features)
-    table = report.markdown_table(report.comparison_rows(clusters, probes), columns)
+    table = report.markdown_table(report.comparison_rows(clusters, probes, svms), columns)
     header = (f"latent space of {source.description}: {len(frame)} series ({int(is_train.sum())} train, "
               f"{int((~is_train).sum())} val), latent {z.shape[1]} dims vs raw {raw.shape[1]} "
               f"({raw_length} steps x {data.spec.n_channels} channels, z-normalised), k={k}"
@@ -213,6 +217,12 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
             metrics[f"{name}.probe_accuracy"] = result.accuracy
             metrics[f"{name}.probe_C"] = result.C
         metrics["majority_accuracy"] = probes["latent"].majority_accuracy
+    if svms:
+        for name, result in svms.items():
+            metrics[f"{name}.svm_accuracy"] = result.accuracy
+            metrics[f"{name}.svm_C"] = result.C
+            if result.cv_accuracy is not None:
+                metrics[f"{name}.svm_cv_accuracy"] = result.cv_accuracy
     errors = frame["recon_error"].to_numpy() if "recon_error" in frame else None
     if errors is not None:
         metrics.update({"recon_error.mean": float(np.nanmean(errors)),
