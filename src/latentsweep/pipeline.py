@@ -24,7 +24,8 @@ from .objectives import check_objective, objective_metrics, objective_names, obj
 from .tasks import log_task_results, setup_task
 from .tracking import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
-from .training.device import configure_cuda
+from .training.checkpoint import is_finished
+from .training.device import configure_cuda, set_deterministic
 
 log = logging.getLogger("latentsweep")
 
@@ -62,7 +63,8 @@ def make_loaders(data: PreparedData, data_cfg: DictConfig, seed: int,
 
 
 def _find_checkpoint_dir(trainer_cfg: DictConfig) -> Path:
-    """The checkpoint folder to resume from: `resume_from`, else the newest under outputs/."""
+    """The checkpoint folder to resume from: `resume_from`, else the newest under outputs/ whose
+    run did not finish (a finished run marks its checkpoint FINISHED)."""
     if trainer_cfg.resume_from:
         base = Path(trainer_cfg.resume_from)
         for candidate in (base / "checkpoint", base):
@@ -71,10 +73,12 @@ def _find_checkpoint_dir(trainer_cfg: DictConfig) -> Path:
         raise CheckpointError(f"no checkpoint under {base} — point trainer.resume_from at a run's "
                               "output directory (it holds checkpoint/LATEST)")
     found = sorted(RESUME_SEARCH_ROOT.glob("**/checkpoint/LATEST"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise CheckpointError(f"trainer.resume=true but no checkpoint under {RESUME_SEARCH_ROOT}/ — "
+    unfinished = [p for p in found if not is_finished(p.parent)]
+    if not unfinished:
+        what = "only finished runs' checkpoints" if found else "no checkpoint"
+        raise CheckpointError(f"trainer.resume=true but {what} under {RESUME_SEARCH_ROOT}/ — "
                               "set trainer.resume_from=<run output dir> or drop trainer.resume")
-    return found[-1].parent
+    return unfinished[-1].parent
 
 
 def fingerprint(cfg: DictConfig) -> dict[str, Any]:
@@ -135,6 +139,18 @@ def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictC
 
 
 
+def _log_missing_epochs(tracker: Tracker, history: Sequence[dict]) -> None:
+    """Write the checkpointed epochs the MLflow run lacks: the one whose metrics a crash cut off
+    between the checkpoint and the tracker, or all of them in a new run (the old one is gone), so
+    the run's per-epoch history is whole and has each epoch once."""
+    if not tracker.enabled:
+        return
+    logged = tracker.metric_steps("val_loss")
+    for entry in history:
+        if entry["epoch"] not in logged:
+            tracker.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
+
+
 def out_of_memory_error(cfg: DictConfig, device: torch.device, exc: BaseException) -> ResourceError:
     """A one-line reason naming memory and the sizes that drive it; the sweep records it as FAIL."""
     sizes = ", ".join(f"model.{k}={cfg.model[k]}" for k in ("hidden_size", "d_model", "latent_dim", "num_layers")
@@ -153,8 +169,9 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
+    set_deterministic(bool(cfg.trainer.get("deterministic", False)))
     if device.type == "cuda":
-        configure_cuda()
+        configure_cuda(deterministic=bool(cfg.trainer.get("deterministic", False)))
     try:
         return _train(cfg, callbacks, device)
     except torch.cuda.OutOfMemoryError as exc:  # before the run started: the model or data set itself
@@ -211,11 +228,15 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
     tags.update(task.tags)
     tags.update(cfg.get("extra_tags") or {})
     resume_run_id = resume_state["loop"].get("mlflow_run_id") if resume_state else None
+    if resume_state:
+        tags["resumed_from_epoch"] = resume_state["epoch"]
     trial = (cfg.get("extra_tags") or {}).get("optuna_trial")
     run_name = cfg.tracking.run_name or (f"trial {trial}" if trial is not None else None)
-    run_id = tracker.start(run_name=run_name, params=params if not resume_run_id else None,
-                           tags=tags, resume_run_id=resume_run_id,
+    # params are logged only when a new run starts: also when the resumed run is gone or finished
+    run_id = tracker.start(run_name=run_name, params=params, tags=tags, resume_run_id=resume_run_id,
                            parent_run_id=(cfg.get("extra_tags") or {}).get("parent_run_id"))
+    if resume_state:
+        _log_missing_epochs(tracker, resume_state["loop"]["history"])
 
     def log_epoch(epoch: int, metrics: dict) -> None:
         tracker.log_metrics(metrics, step=epoch)
@@ -253,6 +274,8 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
         raise reason from exc
     tracker.log_metrics(objective_metrics(cfg.get("objective", "val_loss"), value))
     tracker.end("FINISHED")
+    if checkpointer is not None:
+        checkpointer.mark_finished()  # trainer.resume=true picks an unfinished run, never this one
     log.info("best val_loss %.5g at epoch %d of %d | MLflow run %s | store %s",
              result.best_val_loss, result.best_epoch + 1, result.epochs_run, run_id, tracker.uri)
     return value

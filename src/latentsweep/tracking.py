@@ -135,6 +135,7 @@ class Tracker:
     def __init__(self, uri: str | None = None, experiment: str = "latentsweep", enabled: bool = True):
         self.enabled = enabled
         self.run_id: str | None = None
+        self.resumed = False  # start() continued an existing run
         self.experiment_name = experiment
         if not enabled:
             self.uri = None
@@ -155,9 +156,10 @@ class Tracker:
         tags = dict(tags or {})
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
+        self.resumed = False
         try:
-            if resume_run_id and self._run_exists(resume_run_id):
-                self.run_id = resume_run_id
+            if resume_run_id and self._resumable(resume_run_id):
+                self.run_id, self.resumed = resume_run_id, True
                 self.client.update_run(resume_run_id, status="RUNNING")
                 for k, v in tags.items():
                     self.client.set_tag(resume_run_id, k, v)
@@ -173,12 +175,20 @@ class Tracker:
             self.log_params(params)
         return self.run_id
 
-    def _run_exists(self, run_id: str) -> bool:
+    def _resumable(self, run_id: str) -> bool:
+        """The run is in the store, not deleted, and did not finish: a finished run is never
+        re-opened (a resumed run then starts a new one, with its parameters)."""
         try:
-            self.client.get_run(run_id)
-            return True
+            run = self.client.get_run(run_id)
         except Exception:
             return False
+        return run.info.lifecycle_stage != "deleted" and run.info.status != "FINISHED"
+
+    def metric_steps(self, key: str) -> set[int]:
+        """The steps at which `key` was logged in this run (what a resumed run already has)."""
+        if not self.enabled:
+            return set()
+        return {m.step for m in self.client.get_metric_history(self.run_id, key)}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if not self.enabled:

@@ -159,6 +159,7 @@ class TrainerConfig:
     checkpoint_dir: str | None = None
     resume: bool = False
     resume_from: str | None = None  # a run's output dir or checkpoint dir
+    deterministic: bool = False  # torch.use_deterministic_algorithms: bit-identical resume on CUDA too
     progress: bool | None = None  # tqdm bar; default: only on a terminal
 
     def check(self) -> None:

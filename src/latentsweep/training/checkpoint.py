@@ -3,6 +3,9 @@
 Each save goes to a fresh `epoch-NNNN/` folder (weights as safetensors, optimiser state and RNG
 states as tensors read back with `weights_only=True`, loop state as JSON); only when it is
 complete does the `LATEST` pointer move to it (atomic rename), and older folders are removed.
+Every file, the folder and each rename are fsynced before the pointer moves, so the last complete
+epoch also survives a power loss (a rename that is not fsynced can be lost with the page cache).
+A run that ends normally marks its checkpoint `FINISHED`: `trainer.resume=true` skips it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ from safetensors.torch import load_file, save_file
 from ..errors import CheckpointError
 
 POINTER = "LATEST"
+FINISHED_MARK = "FINISHED"
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's or a folder's contents (a folder: its entries, i.e. renames) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -28,6 +41,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_path(path.parent)  # the rename itself
 
 
 def state_dict_to_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,7 +85,12 @@ class Checkpointer:
         torch.save(rng_state(), tmp / "rng.pt")
         meta = {"epoch": epoch, "fingerprint": self.fingerprint, "loop": loop_state}
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+        for written in tmp.iterdir():
+            fsync_path(written)
+        fsync_path(tmp)
+        (self.directory / FINISHED_MARK).unlink(missing_ok=True)  # training goes on (e.g. more epochs)
         os.replace(tmp, target)
+        fsync_path(self.directory)
         _atomic_write_text(self.directory / POINTER, target.name)
         for old in self.directory.glob("epoch-*"):
             if old != target:
@@ -80,6 +99,14 @@ class Checkpointer:
 
     def exists(self) -> bool:
         return (self.directory / POINTER).exists()
+
+    def mark_finished(self) -> None:
+        """The run ended normally: `trainer.resume=true` no longer picks this checkpoint."""
+        if self.exists():
+            _atomic_write_text(self.directory / FINISHED_MARK, "finished\n")
+
+    def finished(self) -> bool:
+        return is_finished(self.directory)
 
     def load(self, map_location: torch.device | str = "cpu") -> dict[str, Any]:
         """Everything `save` wrote; mismatched configuration or damage is a CheckpointError."""
@@ -106,3 +133,8 @@ class Checkpointer:
                                   "resume with the same settings or start a new run")
         return {"epoch": meta["epoch"], "loop": meta["loop"], "model": model_state,
                 "best_state": best_state, "optimizer": optimizer_state, "rng": rng}
+
+
+def is_finished(directory: str | Path) -> bool:
+    """True when the run that wrote the checkpoint in `directory` ended normally."""
+    return (Path(directory) / FINISHED_MARK).exists()

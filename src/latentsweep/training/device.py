@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
@@ -36,8 +37,19 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_cuda() -> None:
-    """Settings that pay for these small models on NVIDIA GPUs (see the GPU-box issue)."""
-    torch.backends.cudnn.benchmark = True
+def set_deterministic(on: bool) -> None:
+    """`trainer.deterministic`: PyTorch's deterministic algorithms, so that a resumed run ends
+    with the same weights on CUDA too (on the CPU it does without). Set for every run, on or off:
+    sweep workers are reused across trials."""
+    if on:  # cuBLAS needs a fixed workspace for deterministic matmuls (read when CUDA starts)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+
+
+def configure_cuda(deterministic: bool = False) -> None:
+    """Settings that pay for these small models on NVIDIA GPUs (see the GPU-box issue). cuDNN's
+    autotuner picks kernels by timing, so it is off when runs must repeat bit for bit."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True

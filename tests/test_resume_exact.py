@@ -1,0 +1,147 @@
+"""Single-run resume, made exact (issue 18): which run `trainer.resume=true` picks, what happens to
+the MLflow run, metrics a crash cut off, fsynced checkpoints, deterministic algorithms.
+
+In-process runs (`pipeline.train`) on a real MLflow SQLite store; a crash is an exception raised
+from an epoch callback (or by the store), after that epoch's checkpoint was written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from latentsweep import pipeline
+from latentsweep.errors import TrackingError
+from latentsweep.tracking import Tracker
+from latentsweep.training.checkpoint import FINISHED_MARK, POINTER, Checkpointer
+
+SMALL = ["data.n_series=60", "trainer.patience=null", "tracking.n_reconstructions=0", "tracking.log_model=false"]
+
+
+class Crash(Exception):
+    """Stands for the process dying after an epoch's checkpoint."""
+
+
+def crash_at(epoch: int):
+    def callback(e: int, metrics: dict) -> None:
+        if e == epoch:
+            raise Crash(f"crash after epoch {e}")
+    return callback
+
+
+def runs(uri: str) -> list:
+    client = MlflowClient(uri)
+    return client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id])
+
+
+def steps(uri: str, run_id: str, key: str = "val_loss") -> list[int]:
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, key))
+
+
+def test_resume_true_picks_the_newest_run_that_did_not_finish(make_cfg, mlflow_uri):
+    a = make_cfg([*SMALL, "trainer.checkpoint_dir=outputs/a/checkpoint"])
+    with pytest.raises(Crash):
+        pipeline.train(a, callbacks=[crash_at(1)])
+    (crashed,) = runs(mlflow_uri)
+    pipeline.train(make_cfg([*SMALL, "trainer.checkpoint_dir=outputs/b/checkpoint"]))  # newer, finished
+    assert (Path("outputs/b/checkpoint") / FINISHED_MARK).exists()
+    assert not (Path("outputs/a/checkpoint") / FINISHED_MARK).exists()
+    finished_b = next(r for r in runs(mlflow_uri) if r.info.run_id != crashed.info.run_id)
+
+    pipeline.train(make_cfg([*SMALL, "trainer.resume=true"]))
+    assert (Path("outputs/a/checkpoint") / POINTER).read_text().strip() == "epoch-0002"  # a went on to the end
+    after = {r.info.run_id: r for r in runs(mlflow_uri)}
+    assert len(after) == 2 and after[crashed.info.run_id].info.status == "FINISHED"
+    assert after[crashed.info.run_id].data.tags["resumed_from_epoch"] == "1"
+    assert after[finished_b.info.run_id].info.end_time == finished_b.info.end_time  # b untouched
+    assert steps(mlflow_uri, crashed.info.run_id) == [0, 1, 2]
+
+
+def test_resume_never_reopens_a_finished_mlflow_run(make_cfg, mlflow_uri, tmp_path):
+    pipeline.train(make_cfg(SMALL))
+    (first,) = runs(mlflow_uri)
+    # the same checkpoint, trained on for two more epochs: a new run, the finished one stays as it was
+    pipeline.train(make_cfg([*SMALL, "trainer.max_epochs=5", "trainer.resume=true",
+                             f"trainer.resume_from={tmp_path / 'run'}"]))
+    after = {r.info.run_id: r for r in runs(mlflow_uri)}
+    assert len(after) == 2
+    old = after.pop(first.info.run_id)
+    (new,) = after.values()
+    assert old.info.status == "FINISHED" and old.info.end_time == first.info.end_time
+    assert steps(mlflow_uri, first.info.run_id) == [0, 1, 2]
+    assert new.info.status == "FINISHED" and new.data.tags["resumed_from_epoch"] == "2"
+    assert new.data.params["model.hidden_size"] == "32"
+    assert steps(mlflow_uri, new.info.run_id) == [0, 1, 2, 3, 4]  # the whole history, each epoch once
+
+
+def test_a_resumed_run_whose_mlflow_run_is_gone_logs_its_parameters_again(make_cfg, mlflow_uri, tmp_path):
+    with pytest.raises(Crash):
+        pipeline.train(make_cfg(SMALL), callbacks=[crash_at(1)])
+    (crashed,) = runs(mlflow_uri)
+    MlflowClient(mlflow_uri).delete_run(crashed.info.run_id)  # someone cleaned up the store
+
+    pipeline.train(make_cfg([*SMALL, "trainer.resume=true", f"trainer.resume_from={tmp_path / 'run'}"]))
+    (new,) = runs(mlflow_uri)
+    assert new.info.run_id != crashed.info.run_id and new.info.status == "FINISHED"
+    assert new.data.params["model.hidden_size"] == "32" and new.data.params["seed"] == str(make_cfg().seed)
+    assert steps(mlflow_uri, new.info.run_id) == [0, 1, 2]
+
+
+def test_an_epoch_whose_metrics_a_crash_cut_off_is_written_on_resume(make_cfg, mlflow_uri, tmp_path, monkeypatch):
+    real = Tracker.log_metrics
+
+    def store_fails_at_epoch_1(self, metrics, step=None):  # after epoch 1's checkpoint, before its metrics
+        if step == 1 and "val_loss" in metrics:
+            raise TrackingError("MLflow store went away")
+        return real(self, metrics, step)
+
+    monkeypatch.setattr(Tracker, "log_metrics", store_fails_at_epoch_1)
+    with pytest.raises(TrackingError):
+        pipeline.train(make_cfg(SMALL))
+    (run,) = runs(mlflow_uri)
+    assert steps(mlflow_uri, run.info.run_id) == [0]
+    assert (tmp_path / "run" / "checkpoint" / POINTER).read_text().strip() == "epoch-0001"
+
+    monkeypatch.setattr(Tracker, "log_metrics", real)
+    pipeline.train(make_cfg([*SMALL, "trainer.resume=true", f"trainer.resume_from={tmp_path / 'run'}"]))
+    (run,) = runs(mlflow_uri)
+    for key in ("val_loss", "train_loss"):
+        assert steps(mlflow_uri, run.info.run_id, key) == [0, 1, 2], key
+
+
+def test_checkpoint_files_folder_and_renames_are_fsynced(tmp_path, monkeypatch):
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.Adam(model.parameters())
+    ckpt = Checkpointer(tmp_path / "checkpoint", {"seed": 1})
+    target = ckpt.save(epoch=0, model=model, optimizer=optimizer, best_state=None, loop_state={"history": []})
+    partial = str(tmp_path / "checkpoint" / ".partial-epoch-0000")
+    for name in ("model.safetensors", "optimizer.pt", "rng.pt", "state.json"):
+        assert f"{partial}/{name}" in synced, name  # each file, before the folder is renamed
+        assert (target / name).exists()
+    assert partial in synced  # the folder's entries
+    assert synced.count(str(tmp_path / "checkpoint")) >= 2  # the folder rename and the LATEST rename
+    assert synced.index(partial) < synced.index(str(tmp_path / "checkpoint"))
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_trainer_deterministic_turns_on_deterministic_algorithms(make_cfg, on):
+    seen = []
+    try:
+        pipeline.train(make_cfg([*SMALL, "trainer.max_epochs=1", "tracking.enabled=false",
+                                 f"trainer.deterministic={str(on).lower()}"]),
+                       callbacks=[lambda e, m: seen.append(torch.are_deterministic_algorithms_enabled())])
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert seen == [on]
