@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
+import random
+
 import pytest
 import torch
 
 from latentsweep.errors import ResourceError
-from latentsweep.parallel import device_for_job, plan_jobs
+from latentsweep.parallel import GpuSlots, device_for_job, least_loaded_gpu, plan_jobs
 from latentsweep.pipeline import train
 from latentsweep.tracking import client_for
 
@@ -76,3 +79,48 @@ def test_make_sweep_launcher_runs_one_trial_per_core_here(tmp_path):
     assert OmegaConf.select(cfg, "hydra.launcher.n_jobs") == expected
     assert OmegaConf.select(cfg, "hydra.sweeper.n_jobs") == expected
     assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+
+
+def _simulate(n_gpus: int, per_gpu: int, n_trials: int, seed: int, place) -> int:
+    """Hand `n_trials` to n_gpus x per_gpu workers as they free up, trials ending in a random
+    order; `place(job, running)` returns the GPU index. Returns the most trials seen on one GPU."""
+    rng = random.Random(seed)
+    running: dict[int, int] = {}  # job -> gpu
+    worst, job = 0, 0
+    while job < n_trials or running:
+        while len(running) < n_gpus * per_gpu and job < n_trials:
+            running[job] = place(job, running)
+            job += 1
+            worst = max(worst, max(collections.Counter(running.values()).values()))
+        running.pop(rng.choice(list(running)))  # any trial may end first
+    return worst
+
+
+def test_a_new_trial_goes_to_the_gpu_that_freed_whatever_the_finish_order():
+    for seed in range(50):
+        n_gpus, per_gpu = 1 + seed % 4, 1 + seed % 5
+        slots = GpuSlots(n_gpus)
+        ended: list[int] = []
+
+        def place(job, running):
+            for gone in [j for j in slots.gpu_of if j not in running]:
+                ended.append(slots.gpu_of[gone])
+                slots.release(gone)
+            gpu = int(slots.take(job).split(":")[1])
+            if len(running) == n_gpus * per_gpu - 1 and ended:  # every other worker busy
+                assert gpu == ended[-1], "the new trial did not go to the GPU that just freed"
+            return gpu
+
+        assert _simulate(n_gpus, per_gpu, 60, seed, place) <= per_gpu
+
+
+def test_job_number_mod_gpus_overfills_a_gpu_when_trials_end_out_of_order():
+    """Why the slots exist: the old rule puts more than trials_per_gpu on one GPU."""
+    worst = max(_simulate(2, 3, 60, seed, lambda job, running: int(device_for_job(job, 2).split(":")[1]))
+                for seed in range(20))
+    assert worst > 3
+
+
+def test_least_loaded_gpu_breaks_ties_by_index():
+    assert least_loaded_gpu([2, 1, 1]) == 1
+    assert least_loaded_gpu([0, 0]) == 0

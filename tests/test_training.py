@@ -68,12 +68,14 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(make_cfg, tmp_p
     assert full.keys() == resumed.keys()
     for key in full:
         torch.testing.assert_close(full[key], resumed[key], atol=0, rtol=0)
-    # the resumed run continues the same MLflow run: 4 epochs of val_loss in one run
+    # the 2-epoch run had finished, so its MLflow run is left as it was and the resumed training
+    # gets a new run with the whole history: 4 epochs of val_loss, each once
     client, _ = client_for(mlflow_uri)
     runs = client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id],
                               order_by=["attributes.start_time ASC"])
-    assert len(runs) == 2
-    assert len(client.get_metric_history(runs[1].info.run_id, "val_loss")) == 4
+    assert len(runs) == 3
+    assert len(client.get_metric_history(runs[1].info.run_id, "val_loss")) == 2
+    assert sorted(m.step for m in client.get_metric_history(runs[2].info.run_id, "val_loss")) == [0, 1, 2, 3]
 
 
 def test_diverging_run_is_marked_failed_and_raises(make_cfg, mlflow_uri):

@@ -67,3 +67,34 @@ def register_resolvers() -> None:
             trials_per_gpu=int(tpg)).n_jobs)
     if not OmegaConf.has_resolver("ls_parallel"):
         _register_resolver("ls_parallel", lambda n=1: int(n) if int(n) > 0 else available_cores())
+
+
+def least_loaded_gpu(trials_on: list[int]) -> int:
+    """The GPU the next trial should train on: the one running the fewest trials (lowest index on a
+    tie). With every worker busy, that is exactly the GPU of the trial that just ended."""
+    return min(range(len(trials_on)), key=lambda gpu: (trials_on[gpu], gpu))
+
+
+class GpuSlots:
+    """Where each running trial trains, for trials handed out as workers free up.
+
+    `job number mod GPUs` (`device_for_job`) only balances batches that start and end together:
+    once trials end in any order, a new job can land on a GPU that is already full while another
+    idles. Placing each new trial on the least-loaded GPU keeps at most ceil(running / GPUs)
+    trials on any GPU, so never more than `trials_per_gpu` with `trials_per_gpu` x GPUs workers.
+    """
+
+    def __init__(self, n_gpus: int) -> None:
+        self.trials_on = [0] * n_gpus
+        self.gpu_of: dict[object, int] = {}
+
+    def take(self, trial: object) -> str:
+        gpu = least_loaded_gpu(self.trials_on)
+        self.trials_on[gpu] += 1
+        self.gpu_of[trial] = gpu
+        return f"cuda:{gpu}"
+
+    def release(self, trial: object) -> None:
+        gpu = self.gpu_of.pop(trial, None)
+        if gpu is not None:
+            self.trials_on[gpu] -= 1

@@ -42,7 +42,7 @@ from ..cli import log_to_files, report_error
 from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
-from ..parallel import available_cores, device_for_job, visible_gpus
+from ..parallel import GpuSlots, available_cores, visible_gpus
 from . import launching, spaces
 from .heartbeat import Heartbeat
 from .pruners import make_pruner
@@ -271,6 +271,9 @@ class LatentSweepImpl(OptunaSweeperImpl):
         beating: list[int] = []  # the launched ids, beaten live (a list: the heartbeat thread copies it)
         status, stop = "FINISHED", False  # stop: ask no more trials (the failure rate was exceeded)
         gpus = visible_gpus() if str(cfg.trainer.get("device", "auto")) == "auto" else 0
+        # several GPUs: each trial trains on the least-loaded one, i.e. the GPU of the trial that just
+        # ended (one GPU: `auto` already picks it)
+        slots = GpuSlots(gpus) if gpus > 1 else None
 
         def jobs():
             """The next trial as a job, asked only when the launcher can take it."""
@@ -294,8 +297,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
                         continue
                 log.info("launching trial %d: %s", trial.number, " ".join(line))
                 idx, self.job_idx = self.job_idx, self.job_idx + 1
-                # several GPUs: job k trains on GPU k mod n (one GPU: `auto` already picks it)
-                placement = [f"++trainer.device={device_for_job(idx, gpus)}"] if gpus > 1 else []
+                placement = [f"++trainer.device={slots.take(trial._trial_id)}"] if slots else []
                 beating.append(trial._trial_id)
                 yield trial._trial_id, idx, (list(line) + per_job + placement + [
                     f"++sweep.trial_id={trial._trial_id}", f"++sweep.trial_number={trial.number}"]
@@ -309,6 +311,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
             with Heartbeat(storage, beating, self.heartbeat_interval, name="optuna-sweeper-heartbeat"):
                 for trial_id, ret in results:
                     trial = in_flight.pop(trial_id)
+                    if slots:
+                        slots.release(trial_id)
                     done.append(self._tell(study, trial, ret, uri, parent))
                     beating.remove(trial_id)
                     n_fail = done.count(TrialState.FAIL)
