@@ -145,18 +145,19 @@ def test_mnist_from_flat_gz_files(tmp_path):
     train_images = write_mnist(tmp_path / "mnist", gz=True)
     data = load_mnist(root=str(tmp_path / "mnist"))
     assert len(data) == 17 and data.image_shape == (28, 28) and data.n_channels == 28
-    assert data.split == ["train"] * 12 + ["val"] * 5
+    assert data.split == ["train"] * 12 + ["test"] * 5
     assert data.labels.tolist()[:12] == list(range(10)) + [0, 1]
     assert torch.allclose(data[2], torch.as_tensor(train_images[2] / 255.0, dtype=torch.float32))
-    prepared = prepare(data, normalize="none")  # the official split, not a random one
-    assert prepared.report["n_train"] == 12 and prepared.report["n_val"] == 5
+    prepared = prepare(data, normalize="none", val_fraction=0.25)  # validation from TRAIN, TEST held out
+    assert prepared.report["n_test"] == 5 and prepared.test.ids == data.ids[12:]
+    assert sorted(prepared.train.ids + prepared.val.ids) == sorted(data.ids[:12])
     assert prepared.spec.unit_range and prepared.spec.image_shape == (28, 28)
 
 
 def test_mnist_torchvision_layout_and_limit(tmp_path):
     write_mnist(tmp_path / "data" / "MNIST" / "raw", gz=False)
     data = load_mnist(root=str(tmp_path / "data"), limit=4)
-    assert data.split == ["train"] * 4 + ["val"] * 4
+    assert data.split == ["train"] * 4 + ["test"] * 4
     assert data.ids[0] == "mnist-train-00000" and data.ids[-1] == "mnist-test-00003"
 
 
@@ -209,7 +210,7 @@ def test_ts_multivariate_with_missing_and_variable_length(tmp_path):
     data = load_ucr("Multi", path=str(tmp_path))  # missing=interpolate
     assert data.n_channels == 2 and data.lengths.tolist() == [4, 3, 3, 2, 6]  # padding cut
     np.testing.assert_allclose(data[1].numpy(), [[1, 5], [2, 6], [3, 6]])  # linear, edge held
-    assert data.split == ["train"] * 3 + ["val"] * 2
+    assert data.split == ["train"] * 3 + ["test"] * 2
     assert data.class_names == ["a", "b", "c"] and data.labels.tolist() == [0, 1, 2, 2, 0]
 
     kept = load_ucr("Multi", path=str(tmp_path), missing="keep")
@@ -266,7 +267,7 @@ def test_ucr_without_path_or_aeon_says_how_to_get_data():
 @pytest.mark.skipif(not HAS_AEON, reason="aeon not installed (pip install .[ucr])")
 def test_ucr_bundled_pickup_gesture_from_aeon():
     data = load_ucr("PickupGestureWiimoteZ")
-    assert len(data) == 100 and data.split.count("train") == 50 and data.split.count("val") == 50
+    assert len(data) == 100 and data.split.count("train") == 50 and data.split.count("test") == 50
     assert data.n_channels == 1 and len(data.class_names) == 10
     assert int(data.lengths.min()) < int(data.lengths.max())  # variable length, padding cut
     assert bool(torch.isfinite(data.values).all())
@@ -296,7 +297,8 @@ def test_train_rnn_ae_on_ucr_folder(make_cfg, tmp_path):
                  "optimizer.lr=0.01", "trainer.progress=false", "tracking.enabled=false",
                  "trainer.num_threads=1"]
     prepared = load_data(make_cfg(overrides, tiny=False).data, seed=0)
-    assert prepared.report["n_train"] == 24 and prepared.report["n_val"] == 8  # TRAIN/TEST kept
+    assert prepared.report["n_train"] + prepared.report["n_val"] == 24  # validation carved from TRAIN
+    assert prepared.report["n_test"] == 8  # TEST held out
     assert prepared.spec.fixed_length is None and prepared.spec.n_classes == 2
     assert prepared.spec.max_length < 40  # NaN padding cut, gaps interpolated
 

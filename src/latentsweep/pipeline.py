@@ -46,7 +46,7 @@ def load_data(data_cfg: DictConfig, seed: int) -> PreparedData:
         raise
     return prepare(raw, min_length=data_cfg.min_length, val_fraction=data_cfg.val_fraction, seed=seed,
                    normalize=data_cfg.normalize, fixed_length=data_cfg.fixed_length,
-                   drop_nonfinite=data_cfg.drop_nonfinite)
+                   drop_nonfinite=data_cfg.drop_nonfinite, test_fraction=data_cfg.get("test_fraction", 0.0))
 
 
 def make_loaders(data: PreparedData, data_cfg: DictConfig, seed: int,
@@ -220,7 +220,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
     params = {k: OmegaConf.to_container(cfg[k], resolve=True)
               for k in ("model", "data", "optimizer", "trainer", "task") if cfg.get(k) is not None}
     params.update(seed=cfg.seed, objective=cfg.get("objective", "val_loss"),
-                  n_train=len(data.train), n_val=len(data.val),
+                  n_train=len(data.train), n_val=len(data.val), n_test=data.report["n_test"],
                   dropped_short=data.report["dropped_short"], n_parameters=sum(p.numel() for p in model.parameters()))
     tags = {"model": cfg.model._target_.rsplit(".", 1)[-1], "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -76,10 +76,22 @@ def reconstruct_series(model, series: SeriesSet, indices: list[int],
     return [recon[j, : int(n)] for j, n in enumerate(batch.lengths.tolist())]
 
 
-def latents_frame(data: PreparedData, train: Encoded, val: Encoded) -> pd.DataFrame:
-    """One row per series: series_id, split, length, [label, label_index], [recon_error], z0..zK-1."""
+def splits_of(data: PreparedData) -> list[tuple[str, SeriesSet]]:
+    """The prepared splits in frame order: train, val, then test when the data holds one out."""
+    parts = [("train", data.train), ("val", data.val)]
+    if data.test is not None and len(data.test):
+        parts.append(("test", data.test))
+    return parts
+
+
+def latents_frame(data: PreparedData, encoded: dict[str, Encoded]) -> pd.DataFrame:
+    """One row per series: series_id, split, length, [label, label_index], [recon_error], z0..zK-1.
+
+    `split` is "train", "val" or "test" (the held-out official TEST, or `data.test_fraction`).
+    """
     parts = []
-    for name, subset, enc in (("train", data.train, train), ("val", data.val, val)):
+    for name, subset in splits_of(data):
+        enc = encoded[name]
         frame = pd.DataFrame({"series_id": list(subset.ids), "split": name,
                               "length": subset.lengths.numpy().astype(np.int64)})
         if subset.labels is not None:

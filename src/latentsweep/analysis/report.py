@@ -79,7 +79,7 @@ def confusion_figure(probes: Mapping[str, ProbeResult], class_names: Sequence[st
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{name}: accuracy {result.accuracy:.3f}", fontsize=10)
-    fig.suptitle("logistic-regression probe, validation split")
+    fig.suptitle("logistic-regression probe, held-out split")
     fig.tight_layout()
     return fig
 
@@ -90,7 +90,7 @@ def error_histogram(errors: np.ndarray, splits: np.ndarray, threshold: float) ->
     positive = errors[np.isfinite(errors) & (errors > 0)]
     log_x = len(positive) == np.isfinite(errors).sum() and len(positive) > 1
     bins = np.geomspace(positive.min(), positive.max(), 40) if log_x and positive.min() < positive.max() else 40
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         sel = splits == split
         if sel.any():
             ax.hist(errors[sel], bins=bins, alpha=0.6, label=f"{split} ({int(sel.sum())})")
@@ -113,8 +113,12 @@ def _fmt(value: float | None) -> str:
 
 def comparison_rows(clusters: Mapping[str, Mapping[str, ClusterScores]],
                     probes: Mapping[str, ProbeResult] | None,
-                    svms: Mapping[str, SVMResult] | None = None) -> list[tuple[str, dict[str, float | None]]]:
-    """(metric, {feature set: value}) rows; label-based rows only when labels exist."""
+                    svms: Mapping[str, SVMResult] | None = None,
+                    scored: str = "val") -> list[tuple[str, dict[str, float | None]]]:
+    """(metric, {feature set: value}) rows; label-based rows only when labels exist.
+
+    `scored` names the split the probe and the SVM are scored on ("test" when one is held out).
+    """
     sets = list(clusters)
     methods = list(next(iter(clusters.values())))
     rows: list[tuple[str, dict[str, float | None]]] = []
@@ -126,10 +130,10 @@ def comparison_rows(clusters: Mapping[str, Mapping[str, ClusterScores]],
             rows.append((f"{label} ARI", {s: clusters[s][method].ari for s in sets}))
         rows.append((f"{label} silhouette", {s: clusters[s][method].silhouette for s in sets}))
     if probes is not None:
-        rows.append(("probe accuracy (val)", {s: probes[s].accuracy for s in sets}))
-        rows.append(("majority class (val)", {s: probes[s].majority_accuracy for s in sets}))
+        rows.append((f"probe accuracy ({scored})", {s: probes[s].accuracy for s in sets}))
+        rows.append((f"majority class ({scored})", {s: probes[s].majority_accuracy for s in sets}))
     if svms is not None:
-        rows.append(("RBF-SVM accuracy (val)", {s: svms[s].accuracy for s in sets}))
+        rows.append((f"RBF-SVM accuracy ({scored})", {s: svms[s].accuracy for s in sets}))
     return rows
 
 

@@ -4,6 +4,11 @@ Steps: find the model (run id, else the registry's `latentsweep-<model>@best`, e
 run with the lowest best_val_loss) -> rebuild its data from the stored config (same split and
 normalisation) -> encode every series -> cluster and probe the latents and, as the baseline, the
 raw series -> figures, parquet, metrics and a markdown table on a run nested under the analysed one.
+
+Scores are honest: when the data holds a TEST split out (UCR/UEA, MNIST, `data.test_fraction`),
+the probe (and its C) is fitted on the train + validation latents and scored on TEST, and the
+clustering scores are computed on TEST. Without one, the probe is fitted on train and scored on
+validation (which early stopping saw), and clustering uses every series.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ..errors import ConfigError, DataError, TrackingError
 from ..pipeline import load_data
 from ..training import resolve_device
 from . import report
-from .latents import encode_series, latent_columns, latents_frame, reconstruct_series, write_latents
+from .latents import encode_series, latent_columns, latents_frame, reconstruct_series, splits_of, write_latents
 from .metrics import choose_k, clustering_scores, limited_threads, probe, raw_features, subsample
 from .svm import svm_accuracy
 
@@ -157,23 +162,29 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
     data = rebuild_data(source.config)
     lap("load")
 
-    enc_train = encode_series(model, data.train, batch_size=int(cfg.batch_size), device=device)
-    enc_val = encode_series(model, data.val, batch_size=int(cfg.batch_size), device=device)
-    frame = latents_frame(data, enc_train, enc_val)
+    splits = splits_of(data)
+    encoded = {name: encode_series(model, subset, batch_size=int(cfg.batch_size), device=device)
+               for name, subset in splits}
+    frame = latents_frame(data, encoded)
     lap("encode")
 
     z = frame[latent_columns(frame)].to_numpy(dtype=np.float64)
-    lengths = torch.cat([data.train.lengths, data.val.lengths])
+    lengths = torch.cat([subset.lengths for _, subset in splits])
     raw_length = int(cfg.raw_length or data.spec.fixed_length
                      or min(int(lengths.float().median()), MAX_DEFAULT_RAW_LENGTH))
-    raw = np.vstack([raw_features(data.train, raw_length), raw_features(data.val, raw_length)])
+    raw = np.vstack([raw_features(subset, raw_length) for _, subset in splits])
     has_labels = "label_index" in frame
     y = frame["label_index"].to_numpy() if has_labels else None
-    is_train = (frame["split"] == "train").to_numpy()
+    split = frame["split"].to_numpy()
+    held_out = "test" if (split == "test").any() else "val"
+    scored = split == held_out  # the probe is scored here ...
+    fitted_on = (split != "test") if held_out == "test" else (split == "train")  # ... and fitted here
     if not has_labels:
         log.info("the data has no labels: NMI, ARI, the probe and the confusion matrix are skipped "
                  "(only silhouettes are reported)")
-    idx = subsample(len(frame), cfg.max_points, seed)
+    # clustering scores: on TEST when held out, else on every series (subsampled to max_points)
+    pool = np.flatnonzero(scored) if held_out == "test" else np.arange(len(frame))
+    idx = pool[subsample(len(pool), cfg.max_points, seed)]
     if cfg.k:
         k = int(cfg.k)
     elif has_labels:
@@ -187,25 +198,29 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
     lap("cluster")
     probes = svms = None
     if has_labels:
-        probes = {name: probe(x[is_train], y[is_train], x[~is_train], y[~is_train],
+        probes = {name: probe(x[fitted_on], y[fitted_on], x[scored], y[scored],
                               n_classes=data.spec.n_classes, seed=seed) for name, x in features.items()}
         lap("probe")
-        svms = {name: svm_accuracy(x[is_train], y[is_train], x[~is_train], y[~is_train], seed=seed)
+        svms = {name: svm_accuracy(x[fitted_on], y[fitted_on], x[scored], y[scored], seed=seed)
                 for name, x in features.items()}
         lap("svm")
 
     columns = list(features)
-    table = report.markdown_table(report.comparison_rows(clusters, probes, svms), columns)
-    header = (f"latent space of {source.description}: {len(frame)} series ({int(is_train.sum())} train, "
-              f"{int((~is_train).sum())} val), latent {z.shape[1]} dims vs raw {raw.shape[1]} "
-              f"({raw_length} steps x {data.spec.n_channels} channels, z-normalised), k={k}"
-              + (f", clustering on {len(idx)} sampled series" if len(idx) < len(frame) else ""))
+    table = report.markdown_table(report.comparison_rows(clusters, probes, svms, held_out), columns)
+    counts = ", ".join(f"{int((split == name).sum())} {name}" for name, _ in splits)
+    scored_on = ("probe fitted on train + val, scored on the held-out test split; clustering on test"
+                 if held_out == "test" else "probe fitted on train, scored on val (no held-out test split)")
+    header = (f"latent space of {source.description}: {len(frame)} series ({counts}), latent {z.shape[1]} "
+              f"dims vs raw {raw.shape[1]} ({raw_length} steps x {data.spec.n_channels} channels, "
+              f"z-normalised), k={k}; {scored_on}"
+              + (f", clustering on {len(idx)} sampled series" if len(idx) < len(pool) else ""))
     note = "silhouette: in each feature set's own standardised space (compare with care across columns)"
     if not has_labels:
         note += "; no labels: NMI, ARI and probe accuracy skipped"
     summary = f"{header}\n\n{table}\n\n{note}\n"
 
-    metrics: dict[str, float] = {"k": k, "n_series": len(frame), "latent_dim": z.shape[1], "raw_dim": raw.shape[1]}
+    metrics: dict[str, float] = {"k": k, "n_series": len(frame), "n_scored": int(scored.sum()),
+                                 "latent_dim": z.shape[1], "raw_dim": raw.shape[1]}
     for name, per_method in clusters.items():
         for method, scores in per_method.items():
             for key in ("nmi", "ari", "silhouette"):
@@ -234,6 +249,7 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
     run_id = tracker.start(
         run_name=f"analysis {source.run_id[:8] if source.run_id else cfg.model_name}",
         params={"analyzed_run": source.run_id, "source": source.description, "k": k, "raw_length": raw_length,
+                "scored_split": held_out,
                 "max_points": cfg.max_points, "n_clustered": len(idx), "seed": seed, "device": str(device)},
         tags={ANALYSIS_TAG: "true", "analyzed_run": str(source.run_id)},
         parent_run_id=source.run_id)
@@ -255,6 +271,7 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
     return {"analysis_run_id": run_id, "analyzed_run_id": source.run_id, "source": source.description,
             "metrics": metrics, "table": table, "summary": summary, "k": k, "has_labels": has_labels,
             "figures": logged, "latents_artifact": "analysis/latents.parquet", "timings": timings,
+            "scored_split": held_out,
             "tracking_uri": uri}
 
 
@@ -284,10 +301,12 @@ def _log_figures(tracker, model, data: PreparedData, frame, clusters, probes, id
     if "recon_error" in frame and n_worst > 0:
         errors = frame["recon_error"].to_numpy()
         order = [int(i) for i in np.argsort(-np.nan_to_num(errors, nan=-np.inf))[:n_worst]]
-        n_train = len(data.train)
+        splits = [subset for _, subset in splits_of(data)]
+        starts = np.cumsum([0] + [len(subset) for subset in splits])
         originals, recons, titles = [], [], []
         for row in order:
-            subset, pos = (data.train, row) if row < n_train else (data.val, row - n_train)
+            part = int(np.searchsorted(starts, row, side="right")) - 1
+            subset, pos = splits[part], row - int(starts[part])
             originals.append(subset[pos])
             recons.append(reconstruct_series(model, subset, [pos], device)[0])
             titles.append(f"{subset.ids[pos]} [{frame['split'].iat[row]}] err {errors[row]:.3g}")
@@ -298,7 +317,7 @@ def _log_figures(tracker, model, data: PreparedData, frame, clusters, probes, id
         log_fig(report.error_histogram(errors, frame["split"].to_numpy(), threshold), "recon_errors.png")
 
     if hasattr(model, "sample"):  # generative models (vrae): series decoded from the prior
-        length = data.spec.fixed_length or int(torch.cat([data.train.lengths, data.val.lengths]).float().median())
+        length = data.spec.fixed_length or int(torch.cat([s.lengths for _, s in splits_of(data)]).float().median())
         generator = torch.Generator().manual_seed(seed)
         try:
             samples = model.sample(6, length, generator=generator).float().cpu()

@@ -63,7 +63,8 @@ class DataConfig:
     batch_size: int = 64
     batching: str = "bucket"  # bucket | random
     bucket_pool: int = 16  # batches per sorted pool when bucketing
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # of the official TRAIN split when the source has one (UCR, MNIST)
+    test_fraction: float = 0.0  # sources without an official TEST: a seeded held-out part for analyze.py
     min_length: int = 8
     normalize: str = "global"  # none | zscore (per series) | global | minmax
     fixed_length: int | None = None
@@ -75,6 +76,12 @@ class DataConfig:
         checks.one_of("data.batching", self.batching, ("bucket", "random"))
         checks.positive("data.bucket_pool", self.bucket_pool)
         checks.fraction("data.val_fraction", self.val_fraction)
+        checks.fraction("data.test_fraction", self.test_fraction)
+        if self.val_fraction + self.test_fraction >= 1.0:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"data.val_fraction + data.test_fraction = {self.val_fraction + self.test_fraction:g} "
+                              "leaves no training series — keep their sum below 1")
         checks.positive("data.min_length", self.min_length)
         checks.one_of("data.normalize", self.normalize, ("none", "zscore", "global", "minmax"))
         checks.positive("data.fixed_length", self.fixed_length, allow_none=True, upper=10_000_000)

@@ -33,7 +33,7 @@ class DigitsDataConfig(DataConfig):
 
 @dataclass
 class MnistDataConfig(DataConfig):
-    """MNIST 28x28 in [0, 1], rows-as-sequence, official train/test split as train/val."""
+    """MNIST 28x28 in [0, 1], rows-as-sequence, official train/test split kept (validation from train)."""
 
     _target_: str = "latentsweep.data.mnist.load_mnist"
     root: str = "data"  # the IDX files in root/ or root/MNIST/raw/ (torchvision's layout)
@@ -55,7 +55,7 @@ class UcrDataConfig(DataConfig):
     name: str = "ArrowHead"
     path: str | None = None  # folder with the .ts files; null: the copies bundled with aeon
     missing: str = "interpolate"  # interpolate | drop | error | keep (after cutting NaN padding)
-    official_split: bool = True  # TRAIN -> train, TEST -> val; false: seeded val_fraction split
+    official_split: bool = True  # TRAIN -> train + val (val_fraction), TEST held out; false: pool both
 
     def check(self) -> None:
         super().check()

@@ -3,8 +3,9 @@
 With torchvision importable, `torchvision.datasets.MNIST` reads (and, with `download=True`,
 fetches) the files under `root/MNIST/raw/`. Without it, our own IDX reader loads the four
 official files, plain or `.gz`, from `root/` or `root/MNIST/raw/`, so an offline machine only
-needs the files copied in. The official train/test split is kept as SeriesSet.split
-("train"/"val"), so validation numbers are comparable with the literature.
+needs the files copied in. The official split is kept as SeriesSet.split ("train"/"test"):
+`prepare()` carves validation out of the 60,000 training digits and holds the 10,000 test digits
+out of training and selection, so `analyze.py`'s test scores are comparable with the literature.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 # IDX type byte -> big-endian numpy dtype (http://yann.lecun.com/exdb/mnist/ "THE IDX FILE FORMAT").
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -108,15 +109,14 @@ def load_mnist(root: str = "data", download: bool = False, limit: int | None = N
         raise DataError(f"data.download=true needs torchvision — pip install torchvision, or copy "
                         f"the four MNIST IDX files (plain or .gz) into {root_path.resolve()}")
     parts, labels, ids, split = [], [], [], []
-    for name in ("train", "val"):
+    for name in ("train", "test"):
         found = _read_split_torchvision(root_path, name, download)
         images, targets = found if found is not None else _read_split_idx(root_path, name)
         if limit is not None:
             images, targets = images[:limit], targets[:limit]
         parts.append(images)
         labels.append(targets)
-        tag = "train" if name == "train" else "test"
-        ids += [f"mnist-{tag}-{i:05d}" for i in range(len(images))]
+        ids += [f"mnist-{name}-{i:05d}" for i in range(len(images))]
         split += [name] * len(images)
     if parts[0].shape[1:] != parts[1].shape[1:]:
         raise DataError(f"MNIST train images are {parts[0].shape[1:]} but test images are "

@@ -1,7 +1,14 @@
 """From a raw SeriesSet to train/validation sets a model can use.
 
 Order: non-finite check -> min_length filter -> optional resampling to a fixed length ->
-seeded split (or the source's own split) -> normalisation fitted on the training split only.
+split -> normalisation fitted on the training split only.
+
+The split is honest: a source with an official TEST split (UCR/UEA, MNIST) tags those series
+"test", and they are held out whole. Validation (early stopping, the sweep objective, pruning,
+the best model) is carved from the official TRAIN series: seeded, stratified by class when
+labelled, `val_fraction` of them. TEST reaches only `PreparedData.test`, which training never
+reads; `analyze.py` scores on it. Sources without an official split get the seeded
+train/validation split, plus a seeded TEST of `test_fraction` of the series when asked.
 The resampling length and the fitted stats go into `report["preprocess"]`, saved with the model, so
 `preprocess_series` / `prepare_inputs` can prepare new raw series the same way at inference.
 """
@@ -31,6 +38,7 @@ class PreparedData:
     val: SeriesSet
     spec: DataSpec
     report: dict  # what preparation dropped/changed, logged as run parameters
+    test: SeriesSet | None = None  # held out: never read by training or selection, scored by analyze.py
 
 
 def _handle_nonfinite(data: SeriesSet, drop: bool) -> tuple[SeriesSet, int]:
@@ -62,19 +70,54 @@ def resample(series: torch.Tensor, length: int) -> torch.Tensor:
     return F.interpolate(x, size=length, mode="linear", align_corners=True)[0].T.contiguous()
 
 
-def _split(data: SeriesSet, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    if data.split is not None:
-        train = [i for i, s in enumerate(data.split) if s == "train"]
-        val = [i for i, s in enumerate(data.split) if s != "train"]
-        if train and val:
-            return train, val
-    n = len(data)
+def _carve(indices: list[int], fraction: float, rng: np.random.Generator,
+           labels: torch.Tensor | None) -> tuple[list[int], list[int]]:
+    """(kept, carved): `fraction` of `indices` carved out at random, per class when labelled.
+
+    At least one index is carved and one kept, so both parts exist whenever there are two indices.
+    """
+    n = len(indices)
     if n < 2:
         raise DataError(f"only {n} usable series: need at least 2 for a train/validation split "
                         "— add series or lower data.min_length")
-    n_val = min(max(1, round(n * val_fraction)), n - 1)
-    perm = np.random.default_rng(seed).permutation(n)
-    return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
+    carved: list[int] = []
+    if labels is None:
+        order = rng.permutation(n)
+        carved = [indices[i] for i in order[: min(max(1, round(n * fraction)), n - 1)]]
+    else:
+        of = labels[indices].cpu().numpy()
+        for cls in np.unique(of):
+            members = [indices[i] for i in np.flatnonzero(of == cls)]
+            take = round(len(members) * fraction)
+            carved += [members[i] for i in rng.permutation(len(members))[:take]]
+        if not carved:  # tiny sets: every class rounded to zero
+            carved = [indices[int(rng.integers(n))]]
+        if len(carved) == n:
+            carved = carved[1:]
+    chosen = set(carved)
+    return sorted(i for i in indices if i not in chosen), sorted(carved)
+
+
+def _split(data: SeriesSet, val_fraction: float, seed: int,
+           test_fraction: float = 0.0) -> tuple[list[int], list[int], list[int]]:
+    """(train, val, test) indices; see the module docstring for the rules."""
+    rng = np.random.default_rng(seed)
+    if data.split is not None:
+        train = [i for i, s in enumerate(data.split) if s == "train"]
+        val = [i for i, s in enumerate(data.split) if s == "val"]
+        test = [i for i, s in enumerate(data.split) if s == "test"]
+        if train and val:  # the source gives its own validation split
+            return train, val, test
+        if train and test:  # official TRAIN/TEST: validation comes from TRAIN only
+            train, val = _carve(train, val_fraction, rng, data.labels)
+            return train, val, test
+    everything = list(range(len(data)))
+    test = []
+    if test_fraction > 0:  # both fractions are shares of all the series
+        everything, test = _carve(everything, test_fraction, rng, None)
+        val_fraction = val_fraction / (1.0 - test_fraction)
+    train, val = _carve(everything, val_fraction, rng, None)
+    return train, val, test
 
 
 def _zscore(s: torch.Tensor) -> torch.Tensor:
@@ -106,11 +149,11 @@ def _apply_normalisation(d: SeriesSet, how: str, shift: torch.Tensor | None,
     return SeriesSet(out.contiguous(), d.offsets, d.ids, d.labels, d.class_names, d.image_shape, d.split)
 
 
-def _normalise(train: SeriesSet, val: SeriesSet, how: str) -> tuple[SeriesSet, SeriesSet, dict]:
-    shift, scale = _fit_stats(train, how)
+def _normalise(parts: list[SeriesSet], how: str) -> tuple[list[SeriesSet], dict]:
+    """Every part normalised with the statistics of the first (the training split)."""
+    shift, scale = _fit_stats(parts[0], how)
     stats = {} if shift is None else {"shift": shift.tolist(), "scale": scale.tolist()}
-    return (_apply_normalisation(train, how, shift, scale), _apply_normalisation(val, how, shift, scale),
-            stats)
+    return [_apply_normalisation(d, how, shift, scale) for d in parts], stats
 
 
 def preprocess_series(series: Sequence, preprocess: Mapping[str, Any], n_channels: int) -> SeriesSet:
@@ -171,7 +214,7 @@ def prepare_inputs(config: Mapping[str, Any], series: Sequence) -> SeriesSet:
 
 def prepare(data: SeriesSet, *, min_length: int = 2, val_fraction: float = 0.2, seed: int = 0,
             normalize: str = "global", fixed_length: int | None = None,
-            drop_nonfinite: bool = False) -> PreparedData:
+            drop_nonfinite: bool = False, test_fraction: float = 0.0) -> PreparedData:
     """Check, filter, split and normalise `data`; every problem is a one-line DataError."""
     if len(data) == 0:
         raise DataError("the data source returned no series — check data.path / the source settings")
@@ -188,10 +231,14 @@ def prepare(data: SeriesSet, *, min_length: int = 2, val_fraction: float = 0.2, 
         data = data.subset(keep)
     if fixed_length is not None:
         data = data.with_series([resample(s, fixed_length) for s in data.series_list()])
-    train_idx, val_idx = _split(data, val_fraction, seed)
-    train, val = data.subset(train_idx), data.subset(val_idx)
-    train, val, stats = _normalise(train, val, normalize)
-    all_lengths = torch.cat([train.lengths, val.lengths])
+    train_idx, val_idx, test_idx = _split(data, val_fraction, seed, test_fraction)
+    parts = [data.subset(train_idx), data.subset(val_idx)] + ([data.subset(test_idx)] if test_idx else [])
+    parts, stats = _normalise(parts, normalize)
+    train, val = parts[0], parts[1]
+    test = parts[2] if test_idx else None
+    # Shapes (lengths) count every split, so a model built here can encode TEST at analysis time;
+    # values (the [0, 1] check that lets model.loss=auto pick BCE) come from train + val only.
+    all_lengths = torch.cat([p.lengths for p in parts])
     uniform = int(all_lengths.min()) == int(all_lengths.max())
     lo = min(float(train.values.min()), float(val.values.min()))
     hi = max(float(train.values.max()), float(val.values.max()))
@@ -208,6 +255,7 @@ def prepare(data: SeriesSet, *, min_length: int = 2, val_fraction: float = 0.2, 
     # everything `preprocess_series` needs to prepare new raw input the same way (saved with the model)
     preprocess = {"normalize": normalize, "shift": stats.get("shift"), "scale": stats.get("scale"),
                   "fixed_length": int(fixed_length) if fixed_length is not None else None}
-    report = {"n_train": len(train), "n_val": len(val), "dropped_short": n_short,
-              "dropped_nonfinite_steps": n_nonfinite, "normalize_stats": stats, "preprocess": preprocess}
-    return PreparedData(train, val, spec, report)
+    report = {"n_train": len(train), "n_val": len(val), "n_test": len(test) if test is not None else 0,
+              "dropped_short": n_short, "dropped_nonfinite_steps": n_nonfinite, "normalize_stats": stats,
+              "preprocess": preprocess}
+    return PreparedData(train, val, spec, report, test)

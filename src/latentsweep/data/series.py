@@ -24,7 +24,8 @@ class SeriesSet:
     labels: Tensor | None = None
     class_names: list[str] | None = None
     image_shape: tuple[int, int] | None = None
-    # Optional official split ("train"/"val") given by the source (e.g. UCR's TRAIN/TEST files).
+    # Optional split given by the source: "train"/"test" for an official TRAIN/TEST (UCR, MNIST;
+    # prepare() carves validation from "train"), or "train"/"val" for a given validation split.
     split: list[str] | None = None
 
     @classmethod

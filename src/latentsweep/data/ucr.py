@@ -7,8 +7,9 @@ separated by ':', values by ',', `?` or `NaN` for a missing value, the class lab
 `@timeStamps true` each value is `(timestamp,value)`; the order is kept, the stamps dropped.
 
 Files are read directly (aeon is never imported): from `data.path`, or from the copies bundled
-in an installed aeon package (`pip install .[ucr]`). TRAIN becomes split "train" and TEST "val",
-so validation numbers match the archive's published split.
+in an installed aeon package (`pip install .[ucr]`). TRAIN becomes split "train" and TEST
+"test": `prepare()` carves validation out of TRAIN and holds TEST out of training and selection,
+so `analyze.py`'s TEST scores compare with the archive's published results.
 
 Missing values in the archive are mostly NaN padding that turns variable-length series into
 equal-length rows, so trailing all-missing steps are always cut first (that is length, not
@@ -234,16 +235,16 @@ def find_ucr_folder(name: str, path: str | None) -> Path:
 
 def load_ucr(name: str = "ArrowHead", path: str | None = None, missing: str = "interpolate",
              official_split: bool = True) -> SeriesSet:
-    """`<name>_TRAIN.ts` (split "train") and `<name>_TEST.ts` (split "val") as one SeriesSet."""
+    """`<name>_TRAIN.ts` (split "train") and `<name>_TEST.ts` (split "test") as one SeriesSet."""
     if missing not in MISSING_POLICIES:
         raise DataError(f"unknown data.missing={missing!r} — use one of {MISSING_POLICIES}")
     folder = find_ucr_folder(name, path)
     files = [("train", read_ts(folder / f"{name}_TRAIN.ts"))]
     if (folder / f"{name}_TEST.ts").is_file():
-        files.append(("val", read_ts(folder / f"{name}_TEST.ts")))
+        files.append(("test", read_ts(folder / f"{name}_TEST.ts")))
     else:
-        log.warning("no %s_TEST.ts in %s: validation is a seeded data.val_fraction split of TRAIN",
-                    name, folder)
+        log.warning("no %s_TEST.ts in %s: no held-out TEST; validation is a seeded data.val_fraction "
+                    "split of TRAIN", name, folder)
     dims = {f.path.name: f.series[0].shape[1] for _, f in files if f.series}
     if len(set(dims.values())) > 1:
         raise DataError(f"{name}: the files have different numbers of dimensions {dims} — use the "
