@@ -9,7 +9,7 @@ PORT   ?= 5000
 HOST   := 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check gpu-wheels clean
+.PHONY: help install test lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check gpu-baseline gpu-wheels clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,14 +46,17 @@ dashboard: ## optuna-dashboard on the sweeps' SQLite storage (pip install .[dash
 ucr-data: ## copy the UCR sets the benchmarks use out of aeon's wheel into data/ucr/
 	$(PY) -m latentsweep.data.fetch_ucr ArrowHead PickupGestureWiimoteZ --dest data/ucr
 
-bench-quick: ## benchmarks sized for 2 CPU cores (< 10 min)
+bench-quick: ## benchmarks sized for 2 CPU cores (< 10 min); figures -> benchmarks/results/bench-quick/
 	$(PY) -m benchmarks.run --quick
 
-bench: ## full benchmarks (sized for a GPU box)
+bench: ## full benchmarks (sized for a GPU box); figures -> benchmarks/results/bench/
 	$(PY) -m benchmarks.run
 
-gpu-check: ## CUDA tests + trials-per-GPU table (needs a CUDA GPU, < 5 min)
-	$(PY) -m pytest -q -m gpu tests && $(PY) -m benchmarks.gpu_check
+gpu-check: ## CUDA tests + trials-per-GPU table (needs a CUDA GPU, < 5 min; fails without one)
+	$(PY) -m benchmarks.gpu_check --require-cuda && $(PY) -m pytest -q -m gpu tests && $(PY) -m benchmarks.gpu_check
+
+gpu-baseline: ## the CPU side of gpu-check's "vs CPU" ratios: the same sweep here (~3 min on 2 cores)
+	$(PY) -m benchmarks.gpu_check --cpu-baseline
 
 gpu-wheels: ## wheels for an offline GPU box (.whl/; then `bash benchmarks/gpu_box.sh` there)
 	$(PY) -m benchmarks.wheelhouse $(ARGS)

@@ -128,7 +128,16 @@ def parallel(n_trials: int, fixed: list[str]) -> dict:
     return {"runs": raw, "speedup": speedup, "target_holds": holds}
 
 
-def run(quick: bool = True) -> dict:
+def run(quick: bool = True, tiny: bool = False) -> dict:
+    """`tiny`: toy sizes that only check this section runs and writes its file (benchmarks.run --tiny)."""
+    if tiny:
+        toy = ["data.n_series=40", "data.shortest=10", "data.longest=20", "model.hidden_size=8",
+               "trainer.max_epochs=2", "trainer.patience=null"]
+        results = {"overhead": overhead(1, 2, toy),
+                   "pruning": pruning(2, [*toy, "hydra.sweeper.pruner.n_startup_trials=1"]),
+                   "parallel": parallel(2, toy)}
+        save_results("sweep", results)
+        return results
     ten_second_trials = ["data.n_series=1200", "trainer.max_epochs=8", "trainer.patience=null"]
     small = ["data.n_series=300", "trainer.max_epochs=10", "trainer.patience=null",
              "hydra.sweeper.pruner.n_startup_trials=3", "hydra.sweeper.pruner.n_warmup_steps=1"]

@@ -4,7 +4,7 @@
 # .whl/ to the box and run `bash benchmarks/gpu_box.sh` from the repository root there.
 # The wheels go into a private folder put first on PYTHONPATH, so the box's own packages stay as
 # they are; the project runs from src/ (trial subprocesses inherit PYTHONPATH).
-# With $OUT set, the log and the JSON figures are copied there.
+# With $OUT set, the log and the JSON figures (benchmarks/results/gpu-check/) are copied there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -18,7 +18,7 @@ else
     export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1
-LOG=${OUT:-benchmarks/results}/gpu-check.log
+LOG=${OUT:-benchmarks/results/gpu-check}/gpu-check.log
 mkdir -p "$(dirname "$LOG")"
 
 {
@@ -33,5 +33,5 @@ mkdir -p "$(dirname "$LOG")"
     [ "$tests_rc" = 0 ] && [ "$bench_rc" = 0 ]
 } 2>&1 | tee "$LOG"
 rc=${PIPESTATUS[0]}
-[ -n "${OUT:-}" ] && cp benchmarks/results/gpu-check*.json "$OUT"/ 2>/dev/null
+[ -n "${OUT:-}" ] && cp benchmarks/results/gpu-check/*.json "$OUT"/ 2>/dev/null
 exit "$rc"

@@ -26,15 +26,13 @@ import optuna
 import torch
 
 from .bench_sweep import sweep
-from .common import save_results, table
+from .common import RESULTS_DIR, save_results, set_run, table
 
 N_TRIALS = 16
 EPOCHS = 10  # long enough that training, not per-trial start-up, dominates a trial
-# The same 16-trial sweep (sharing_table's arguments, `hydra/launcher=trials`: 2 jobs) on the 2-core
-# CPU box CI runs on, measured 2026-11-26: 174.9 s wall for 160 epochs. The prototype's CPU figure
-# was 0.56 epochs/s (one process).
-CPU_TRIALS_PER_HOUR = 329.4
-CPU_EPOCHS_PER_S = 0.915
+# The CPU side of the "vs CPU" ratios: the same sweep, measured by `make gpu-baseline` on a CPU box
+# and committed; the ratios name this file (its machine, date and commit) or are not printed.
+BASELINE_FILE = RESULTS_DIR / "gpu-baseline" / "cpu-sharing.json"
 
 
 def _peak_memory_mb(cwd: Path) -> float:
@@ -155,41 +153,100 @@ def profile_one_epoch() -> str:
             + events.table(sort_by="self_device_time_total", row_limit=12))
 
 
+def _sharing_sweep(*launcher: str) -> dict:
+    """The same 16-trial sweep on `make sweep`'s defaults plus `launcher` args: wall, rates, memory."""
+    cuda = torch.cuda.is_available()
+    with tempfile.TemporaryDirectory() as tmp, GpuBusy() as busy:
+        cwd = Path(tmp)
+        t0 = time.perf_counter()
+        sweep(cwd, "~search", "model.dropout=choice(0.0)", f"hydra.sweeper.n_trials={N_TRIALS}",
+              "hydra.sweeper.pruner.name=none", f"trainer.max_epochs={EPOCHS}", "trainer.patience=null",
+              "hydra/launcher=trials", *launcher, "data.n_series=2000", "data.shortest=25", "data.longest=400")
+        wall = time.perf_counter() - t0
+        s = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{cwd / 'sweeps' / 'optuna.db'}")
+        epochs = sum(len(t.intermediate_values) for t in s.trials)
+        failed = sum(t.state == optuna.trial.TrialState.FAIL for t in s.trials)
+        peak = _peak_memory_mb(cwd) if cuda else float("nan")
+    return {"wall_s": wall, "trials_per_hour": 3600 * N_TRIALS / wall, "epochs_per_s": epochs / wall,
+            "epochs": epochs, "peak_mb_per_trial": peak, "gpu_busy_pct": busy.mean if cuda else float("nan"),
+            "failed_trials": failed}
+
+
+def load_baseline(path: Path = BASELINE_FILE) -> dict | None:
+    """The committed CPU run of the same sweep (`make gpu-baseline`), or None when there is none."""
+    import json
+
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("n_trials") != N_TRIALS or data.get("epochs_per_trial") != EPOCHS:
+        return None  # another sweep: its rates divide nothing here
+    return data
+
+
+def baseline_line(best: dict, baseline: dict | None, path: Path = BASELINE_FILE) -> str:
+    """The "vs CPU" ratios, naming the file, machine, date and commit they divide by; or why there are none."""
+    try:
+        shown = path.relative_to(RESULTS_DIR.parents[1])
+    except ValueError:
+        shown = path
+    if baseline is None:
+        return (f"vs CPU: not compared — no baseline for this sweep in {shown} (measure it on the CPU box "
+                "with `make gpu-baseline` and commit the file)")
+    m, cpu = baseline["machine"], baseline["sweep"]
+    commit = (m.get("git_commit") or "unknown")[:10]
+    return (f"vs the same sweep on the CPU ({m.get('cpu')}, {m.get('usable_cores')} cores, {m.get('date')}, "
+            f"commit {commit}; {shown}): {best['trials_per_hour'] / cpu['trials_per_hour']:.0f}x trials/hour "
+            f"(target >= 100x), {best['epochs_per_s'] / cpu['epochs_per_s']:.0f}x epochs/s")
+
+
+def cpu_baseline() -> dict:
+    """`make gpu-baseline`: the sharing sweep on this machine's CPU (trials = cores), saved for gpu-check."""
+    result = {"n_trials": N_TRIALS, "epochs_per_trial": EPOCHS, "sweep": _sharing_sweep("trainer.device=cpu")}
+    print(f"CPU baseline ({N_TRIALS} trials x {EPOCHS} epochs, hydra/launcher=trials): {result['sweep']}")
+    set_run("gpu-baseline", "python -m benchmarks.gpu_check --cpu-baseline")
+    print(f"results: {save_results('cpu-sharing', result)}")
+    return result
+
+
 def sharing_table() -> dict:
     rows, raw = [], {}
     for per_gpu in (1, 8, 16):  # 16 = trials_per_gpu's default: what `make sweep` does
-        with tempfile.TemporaryDirectory() as tmp, GpuBusy() as busy:
-            cwd = Path(tmp)
-            t0 = time.perf_counter()
-            sweep(cwd, "~search", "model.dropout=choice(0.0)", f"hydra.sweeper.n_trials={N_TRIALS}",
-                  "hydra.sweeper.pruner.name=none", f"trainer.max_epochs={EPOCHS}", "trainer.patience=null",
-                  "hydra/launcher=trials", f"trials_per_gpu={per_gpu}",
-                  "data.n_series=2000", "data.shortest=25", "data.longest=400")
-            wall = time.perf_counter() - t0
-            s = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{cwd / 'sweeps' / 'optuna.db'}")
-            epochs = sum(len(t.intermediate_values) for t in s.trials)
-            failed = sum(t.state == optuna.trial.TrialState.FAIL for t in s.trials)
-            peak = _peak_memory_mb(cwd)
-        raw[per_gpu] = {"wall_s": wall, "trials_per_hour": 3600 * N_TRIALS / wall, "epochs_per_s": epochs / wall,
-                        "peak_mb_per_trial": peak, "gpu_busy_pct": busy.mean, "failed_trials": failed}
-        rows.append([per_gpu, wall, raw[per_gpu]["trials_per_hour"], raw[per_gpu]["epochs_per_s"], peak,
-                     f"{busy.mean:.0f}%", failed])
-        print(f"{per_gpu} per GPU: {raw[per_gpu]}", flush=True)  # partial figures survive a time-out
+        raw[per_gpu] = r = _sharing_sweep(f"trials_per_gpu={per_gpu}")
+        rows.append([per_gpu, r["wall_s"], r["trials_per_hour"], r["epochs_per_s"], r["peak_mb_per_trial"],
+                     f"{r['gpu_busy_pct']:.0f}%", r["failed_trials"]])
+        print(f"{per_gpu} per GPU: {r}", flush=True)  # partial figures survive a time-out
     base = raw[1]["epochs_per_s"]
     print(f"{torch.cuda.get_device_name(0)}, {N_TRIALS} trials x {EPOCHS} epochs per row\n")
     print(table(["trials per GPU", "wall s", "trials/hour", "epochs/s (all)", "peak MB per trial", "GPU busy",
                  "failed"], rows))
     best = max(raw.values(), key=lambda r: r["epochs_per_s"])
     print(f"\nsharing: {best['epochs_per_s'] / base:.1f}x the epochs/s of one trial at a time (target >= 8x)")
-    print(f"vs the same sweep on the 2-core CPU: {best['trials_per_hour'] / CPU_TRIALS_PER_HOUR:.0f}x trials/hour "
-          f"(target >= 100x), {best['epochs_per_s'] / CPU_EPOCHS_PER_S:.0f}x epochs/s")
+    baseline = load_baseline()
+    print(baseline_line(best, baseline))
+    raw["cpu_baseline_file"] = str(BASELINE_FILE.relative_to(RESULTS_DIR.parents[1])) if baseline else None
     return raw
 
 
-def main() -> None:
+NO_CUDA = ("error: no CUDA device visible — nothing was measured; run `make gpu-check` on a machine with a "
+           "CUDA GPU (or `bash benchmarks/gpu_box.sh` there)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--require-cuda", action="store_true", help="only check that a CUDA device is visible")
+    parser.add_argument("--cpu-baseline", action="store_true", help="measure the CPU side of the ratios here")
+    args = parser.parse_args(argv)
+    if args.cpu_baseline:
+        cpu_baseline()
+        return
     if not torch.cuda.is_available():
-        print("gpu-check: no CUDA device visible — nothing to measure (run it on a GPU box)")
-        sys.exit(0)
+        sys.exit(NO_CUDA)  # exit status 1: a check that measured nothing must not pass
+    if args.require_cuda:
+        return
+    set_run("gpu-check", "python -m benchmarks.gpu_check")
     from .bench_batching import run as batching
 
     sections = [("batching_cuda", "", lambda: batching(epochs=2, device="cuda")),

@@ -1,0 +1,120 @@
+"""The benchmarks store what they measure (issue 19): figures with where, when and at which commit.
+
+No timings are asserted here (timings belong in the benchmarks themselves): these tests check that
+each section writes its numbers and machine facts, that `make gpu-check` fails where it cannot
+measure, and that the GPU-vs-CPU ratios name the file they divide by.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import common, gpu_check
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(PYTHONPATH=f"{ROOT / 'src'}:{ROOT}", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg",
+               **extra)
+    return env
+
+
+def test_a_results_file_holds_the_figures_and_where_when_and_at_which_commit(tmp_path):
+    import numpy as np
+
+    common.set_run("unit", "pytest", tmp_path)
+    path = common.save_results("section", {"epoch_s": np.float64(1.5), "rows": {1: {"n": np.int64(3)}}})
+    saved = json.loads(path.read_text())
+    assert path == tmp_path / "unit" / "section.json"
+    assert saved["epoch_s"] == 1.5 and saved["rows"] == {"1": {"n": 3}}
+    assert saved["run"] == "unit" and saved["command"] == "pytest" and saved["section"] == "section"
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    facts = saved["machine"]
+    if head.returncode == 0:
+        assert facts["git_commit"] == head.stdout.strip()
+    for key in ("date", "cpu", "cpu_count", "usable_cores", "torch", "cuda", "gpu", "python", "commit_dirty"):
+        assert key in facts, key
+    assert facts["cpu"] and facts["torch"].split("+")[0].count(".") >= 1
+
+
+def test_a_type_or_object_is_refused_rather_than_stored_as_text(tmp_path):
+    common.set_run("unit", "pytest", tmp_path)
+    with pytest.raises(TypeError, match="not a figure"):
+        common.save_results("bad", {"batching": dict})
+    with pytest.raises(TypeError, match="not a figure"):
+        common.save_results("bad", {"table": object()})
+
+
+def test_bench_run_writes_one_file_per_section_with_its_numbers(tmp_path):
+    """`python -m benchmarks.run` at toy sizes: each section's JSON holds numbers, and the index lists them."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--tiny", "--only", "throughput", "memory",
+                             "--results-dir", str(tmp_path)], cwd=ROOT, env=_env(), capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "tiny"
+    index = json.loads((folder / "index.json").read_text())
+    assert index["files"] == ["memory.json", "throughput-cpu.json"]
+    assert set(index["section_seconds"]) == {"throughput", "memory"}
+    throughput = json.loads((folder / "throughput-cpu.json").read_text())
+    rates = throughput["sequences_per_s"]
+    assert set(rates) == {"rnn_ae-bs16", "conv_ae-bs16", "transformer_ae-bs16"}
+    assert all(isinstance(v, float) and v > 0 for v in rates.values())
+    memory = json.loads((folder / "memory.json").read_text())
+    assert memory["1x"]["n_series"] == 60 and memory["1x"]["peak_rss_mb"] > 50
+    for saved in (index, throughput, memory):
+        assert saved["machine"]["cpu_count"] >= 1 and "class '" not in json.dumps(saved)
+
+
+def test_gpu_check_without_cuda_fails_in_one_line():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"], cwd=ROOT,
+                            env=_env(CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert lines == [gpu_check.NO_CUDA], lines
+
+
+def test_make_gpu_check_without_cuda_fails_before_the_gpu_tests():
+    """All `gpu` tests skipping is not a pass: the target stops at the CUDA check, non-zero."""
+    result = subprocess.run(["make", "-s", "gpu-check", f"PY={sys.executable}"], cwd=ROOT,
+                            env=_env(CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert gpu_check.NO_CUDA in result.stderr
+    assert "skipped" not in result.stdout and "passed" not in result.stdout  # pytest never ran
+
+
+def _baseline(path: Path, trials_per_hour: float, epochs_per_s: float, n_trials: int = gpu_check.N_TRIALS) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "n_trials": n_trials, "epochs_per_trial": gpu_check.EPOCHS,
+        "machine": {"cpu": "Test CPU", "usable_cores": 2, "date": "2026-12-01T10:00:00+00:00",
+                    "git_commit": "abcdef0123456789"},
+        "sweep": {"trials_per_hour": trials_per_hour, "epochs_per_s": epochs_per_s}}))
+
+
+def test_gpu_ratios_divide_by_the_baseline_file_and_name_it(tmp_path):
+    path = tmp_path / "cpu-sharing.json"
+    best = {"trials_per_hour": 3600.0, "epochs_per_s": 48.0}
+    _baseline(path, trials_per_hour=36.0, epochs_per_s=0.5)
+    line = gpu_check.baseline_line(best, gpu_check.load_baseline(path), path)
+    assert "100x trials/hour" in line and "96x epochs/s" in line  # 3600 / 36, 48 / 0.5
+    assert str(path) in line and "abcdef0123" in line and "2026-12-01" in line and "Test CPU" in line
+
+
+def test_without_a_baseline_for_this_sweep_no_ratio_is_printed(tmp_path):
+    best = {"trials_per_hour": 3600.0, "epochs_per_s": 48.0}
+    missing = tmp_path / "none.json"
+    assert gpu_check.load_baseline(missing) is None
+    line = gpu_check.baseline_line(best, None, missing)
+    assert "not compared" in line and "make gpu-baseline" in line and "x trials/hour" not in line
+    other_sweep = tmp_path / "other.json"
+    _baseline(other_sweep, 36.0, 0.5, n_trials=gpu_check.N_TRIALS + 1)
+    assert gpu_check.load_baseline(other_sweep) is None
+
