@@ -118,26 +118,57 @@ def _writable(path: Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def read_only(path: Path) -> Iterator[str]:
-    """Make `path` (file or folder) unwritable for this process; yield how ('chmod' | 'chattr +i').
+def _chattr(path: Path, flag: str) -> bool:
+    if not shutil.which("chattr"):
+        return False
+    return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
 
-    Root ignores permission bits, so as root the immutable attribute is used instead; where the
-    file system does not support it (overlayfs in containers) the test is skipped with the reason.
+
+def _read_only_bind_mount(path: Path) -> bool:
+    """Bind-mount `path` onto itself, then remount that read-only (root with CAP_SYS_ADMIN only)."""
+    if not shutil.which("mount"):
+        return False
+    if subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True).returncode != 0:
+        return False
+    if subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", str(path)], capture_output=True)
+        return False
+    return True
+
+
+READ_ONLY_METHODS = ("chmod", "chattr +i", "read-only bind mount")
+
+
+@contextlib.contextmanager
+def read_only(path: Path, methods: tuple[str, ...] = READ_ONLY_METHODS) -> Iterator[str]:
+    """Make `path` (file or folder) unwritable for this process; yield how (one of `methods`).
+
+    Root ignores permission bits, so as root (how CI runs) the immutable attribute is tried next,
+    then a read-only bind mount of the path onto itself. Where none of them holds (an unprivileged
+    container on overlayfs) the test is skipped with the reason; README says which rows that hits.
     """
     mode = path.stat().st_mode
-    how = "chmod"
-    path.chmod(0o500 if path.is_dir() else 0o444)
-    if _writable(path) and shutil.which("chattr"):
-        how = "chattr +i"
-        subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+    done: list[str] = []
     try:
-        if _writable(path):
-            pytest.skip(f"cannot make {path} read-only here (running as root and chattr +i unsupported)")
-        yield how
+        for how in methods:
+            if how == "chmod":
+                path.chmod(0o500 if path.is_dir() else 0o444)
+                done.append(how)
+            elif how == "chattr +i" and _chattr(path, "+i"):
+                done.append(how)
+            elif how == "read-only bind mount" and _read_only_bind_mount(path):
+                done.append(how)
+            if done and done[-1] == how and not _writable(path):
+                break
+        else:
+            pytest.skip(f"cannot make {path} read-only here ({', '.join(methods)} did not hold: running as root "
+                        "without chattr +i or mount privileges?)")
+        yield done[-1]
     finally:
-        if how == "chattr +i":
-            subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+        if "read-only bind mount" in done:
+            subprocess.run(["umount", str(path)], capture_output=True)
+        if "chattr +i" in done:
+            _chattr(path, "-i")
         path.chmod(mode)
 
 

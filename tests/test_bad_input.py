@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from latentsweep.errors import LatentSweepError
 from latentsweep.pipeline import train
@@ -113,7 +115,6 @@ CONFIG_CASES = {
     "unknown normalisation": (["data.normalize=robust"], "unknown data.normalize"),
     "validation fraction of 1": (["data.val_fraction=1.0"], "data.val_fraction must be in"),
     "zero learning rate": (["optimizer.lr=0"], "optimizer.lr must be positive"),
-    "cuda without a GPU": (["trainer.device=cuda"], "no CUDA device"),
     "unknown objective": (["objective=accuracy"], "unknown objective"),
 }
 
@@ -172,6 +173,29 @@ def test_bad_config_gives_one_line(case, make_cfg, existing_store):
         train(cfg)
     assert "\n" not in str(err.value)
     assert _store_digest(folder) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(),
+                    reason="a CUDA device is present: test_cuda_is_used_where_there_is_one checks the opposite")
+def test_cuda_without_a_gpu_gives_one_line(make_cfg, existing_store):
+    folder, uri = existing_store
+    before = _store_digest(folder)
+    with pytest.raises(LatentSweepError, match="no CUDA device") as err:
+        train(make_cfg(["trainer.device=cuda", f"tracking.uri={uri}"]))
+    assert "\n" not in str(err.value) and " — " in str(err.value)
+    assert _store_digest(folder) == before
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the row above runs without one)")
+def test_cuda_is_used_where_there_is_one(make_cfg, mlflow_uri):
+    """The same override on a GPU box is not an error: the run trains on CUDA."""
+    from latentsweep.tracking import client_for
+
+    value = train(make_cfg(["trainer.device=cuda", "trainer.max_epochs=1"]))
+    client, _ = client_for(mlflow_uri)
+    run = client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id])[0]
+    assert run.data.tags["device"].startswith("cuda") and math.isfinite(value)
 
 
 def test_nonfinite_values_can_be_dropped(make_cfg):

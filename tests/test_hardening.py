@@ -180,3 +180,18 @@ def test_read_only_study_storage(stored, tmp_path):
                                     pattern=r"readonly database")
     assert len(optuna.load_study(study_name=STUDY, storage=stored["storage"]).trials) == 2
     assert "read-only" in line and " — " in line, line
+
+
+@pytest.mark.parametrize("method", ["chmod", "chattr +i", "read-only bind mount"])
+def test_each_way_of_making_a_path_read_only_holds_and_is_undone(tmp_path, method):
+    """The read-only rows above rely on these; as root (CI) chmod alone cannot hold and skips."""
+    from tests.hardening_kit import _writable
+
+    folder, file = tmp_path / "folder", tmp_path / "store.db"
+    folder.mkdir()
+    file.write_bytes(b"x")
+    for path in (folder, file):
+        with read_only(path, (method,)) as how:
+            assert how == method and not _writable(path)
+        assert _writable(path)
+    assert file.read_bytes() == b"x" and not (folder / ".probe").exists()
