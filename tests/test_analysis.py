@@ -8,6 +8,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from latentsweep import objectives
@@ -15,6 +16,7 @@ from latentsweep.analysis.latents import encode_series, latent_columns, read_lat
 from latentsweep.analysis.metrics import choose_k, clustering_scores, probe, raw_features
 from latentsweep.analysis.run import analyze, rebuild_data
 from latentsweep.analysis.svm import SVM_CS
+from latentsweep.data import collate
 from latentsweep.data.synthetic import make_synthetic
 from latentsweep.errors import ConfigError, TrackingError
 from latentsweep.pipeline import train
@@ -79,7 +81,16 @@ def test_trained_latents_beat_chance_and_everything_is_logged(make_cfg, mlflow_u
     expected = encode_series(model, data.val).latents
     np.testing.assert_allclose(frame.loc[frame["split"] == "val", latent_columns(frame)].to_numpy(), expected,
                                rtol=1e-5, atol=1e-6)
-    assert (frame["recon_error"] >= 0).all()
+    # recon_error, recomputed by hand for a few validation series, one at a time (no padding):
+    # the mean squared difference between the series and the decoding of its own latent.
+    assert model.loss_kind == "mse"
+    val_rows = frame[frame["split"] == "val"].reset_index(drop=True)
+    for i in (0, len(data.val) // 2, len(data.val) - 1):
+        x = data.val.series_list()[i].numpy().astype(np.float64)
+        with torch.no_grad():
+            one = collate(data.val, [i])
+            recon = model.decode(model.get_latent(one), one.lengths)[0, : len(x)].numpy().astype(np.float64)
+        assert val_rows.loc[i, "recon_error"] == pytest.approx(((recon - x) ** 2).mean(), rel=1e-4)
 
 
 def _unlabelled_parquet(path) -> None:
@@ -119,6 +130,25 @@ def test_unlabelled_data_skips_label_metrics_and_default_pick(make_cfg, mlflow_u
     with pytest.raises(TrackingError, match="no saved model"):
         analyze(_analyze_cfg(make_cfg, mlflow_uri, "run=0123456789abcdef0123456789abcdef"))
 
+
+
+def test_without_run_analyze_takes_the_best_autoencoder_never_a_classifier(make_cfg, mlflow_uri, caplog):
+    """A task=classify run with a lower best_val_loss (a cross-entropy) is skipped, and the log says so."""
+    # loud noise in raw units: a squared error (~9) far above the classifier's cross-entropy (<= ~1.4)
+    train(make_cfg([*SEPARABLE, "trainer.max_epochs=1", "data.normalize=none", "data.noise=3.0"], tiny=False))
+    autoencoder = _last_run_id(mlflow_uri)
+    train(make_cfg([*SEPARABLE, "task=classify"], tiny=False))
+    classifier = _last_run_id(mlflow_uri)
+    client, _ = client_for(mlflow_uri)
+    losses = {r: client.get_run(r).data.metrics["best_val_loss"] for r in (autoencoder, classifier)}
+    assert client.get_run(classifier).data.params["task.name"] == "classify"
+    assert losses[classifier] < losses[autoencoder]  # the old choice would have been the classifier
+
+    with caplog.at_level(logging.INFO, logger="latentsweep"):
+        result = analyze(_analyze_cfg(make_cfg, mlflow_uri, "max_points=200"))
+    assert result["analyzed_run_id"] == autoencoder
+    assert f"analysing run {autoencoder}" in caplog.text and "task=reconstruct" in caplog.text
+    assert "1 supervised (task=classify) run(s) skipped" in caplog.text
 
 def test_objective_switch_changes_what_train_returns(make_cfg, mlflow_uri):
     both = train(make_cfg(["objective=[val_loss,probe_accuracy,silhouette]"]))
@@ -161,3 +191,34 @@ def test_metrics_on_separated_blobs_and_objective_parsing():
             objectives.objective_names(bad)
     with pytest.raises(ConfigError, match="directions"):
         objectives.direction(listed)
+
+
+def _four_blobs(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(4), 30)
+    centres = rng.normal(scale=5.0, size=(4, 2))
+    return centres, labels, centres[labels] + rng.normal(scale=0.3, size=(120, 2))
+
+
+def test_a_collapsed_latent_scores_worse_not_better():
+    """Latents at one point up to float noise (a collapsed encoder) must not look perfectly clustered
+    once each dimension is scaled to unit variance; nor may collapsed extra dimensions help a score."""
+    from latentsweep.analysis.metrics import kmeans_silhouette
+
+    centres, labels, good = _four_blobs()
+    collapsed = (1.0 + 1e-9 * good).astype(np.float32)  # the same clusters, shrunk to rounding noise
+    healthy = kmeans_silhouette(good, 4)
+    assert healthy > 0.7
+    assert kmeans_silhouette(collapsed, 4) == -1.0  # the worst silhouette there is
+
+    # Six extra dimensions that each hold the class in a 1e-9 wiggle around 1.0: blown up to unit
+    # variance they would be perfectly clustered and lift the score; scaled honestly they add nothing.
+    wiggle = 1.0 + 1e-9 * centres[labels][:, :1] * np.ones((1, 6))
+    assert kmeans_silhouette(np.hstack([good, wiggle]), 4) == pytest.approx(healthy, abs=1e-6)
+
+    train_idx = np.arange(120) % 2 == 0
+    on_good = probe(good[train_idx], labels[train_idx], good[~train_idx], labels[~train_idx], n_classes=4)
+    on_collapsed = probe(collapsed[train_idx], labels[train_idx], collapsed[~train_idx], labels[~train_idx],
+                         n_classes=4)
+    assert on_good.accuracy == 1.0
+    assert on_collapsed.accuracy == pytest.approx(on_collapsed.majority_accuracy)  # no better than guessing

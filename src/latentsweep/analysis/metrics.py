@@ -6,7 +6,11 @@ number means in `python analyze.py`.
 
 Features are standardised per column before clustering and inside the probe: latent
 dimensions of an autoencoder have arbitrary scales, and one loud dimension would otherwise
-decide every Euclidean distance.
+decide every Euclidean distance. Collapsed dimensions are the exception: a column whose spread is
+tiny next to the widest column's (`COLLAPSE_RATIO`) is scaled by that floor rather than blown up
+to unit variance, and a latent whose every column is collapsed (all series at one point, up to
+float noise) has no geometry at all: it clusters into nothing and its silhouette is -1, the worst.
+Otherwise a sweep could game `silhouette` with dimensions that carry only rounding noise.
 """
 
 from __future__ import annotations
@@ -70,9 +74,60 @@ def limited_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def standardize(x: np.ndarray) -> np.ndarray:
+# A column whose standard deviation is below this share of the widest column's is collapsed: it
+# is divided by that floor (so it keeps its tiny spread), not by its own deviation.
+COLLAPSE_RATIO = 1e-3
+# Every column is collapsed when even the widest spread is below this share of the values'
+# magnitude: float32 latents carry ~1e-7 relative rounding noise, so 1e-5 is noise, not structure.
+NOISE_RATIO = 1e-5
+
+
+def column_scales(x: np.ndarray) -> np.ndarray | None:
+    """Per-column divisors for `standardize`; None when every column is collapsed (see module doc)."""
     x = np.asarray(x, dtype=np.float64)
-    return (x - x.mean(0)) / np.maximum(x.std(0), 1e-8)
+    std = x.std(0)
+    widest = float(std.max()) if std.size else 0.0
+    magnitude = float(np.abs(x).max()) if x.size else 0.0
+    if widest == 0.0 or widest <= NOISE_RATIO * magnitude:
+        return None
+    return np.maximum(std, COLLAPSE_RATIO * widest)
+
+
+def standardize(x: np.ndarray) -> np.ndarray:
+    """Zero mean, unit variance per column; collapsed columns stay small, an all-collapsed x is zeros."""
+    x = np.asarray(x, dtype=np.float64)
+    scales = column_scales(x)
+    if scales is None:
+        return np.zeros_like(x)
+    return (x - x.mean(0)) / scales
+
+
+def is_collapsed(x: np.ndarray) -> bool:
+    """True when every column of `x` is collapsed: the rows are one point up to float noise."""
+    return column_scales(x) is None
+
+
+class CollapseAwareScaler:
+    """`standardize` as a scikit-learn transformer, fitted on the training split only (the probe's)."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> CollapseAwareScaler:
+        x = np.asarray(x, dtype=np.float64)
+        self.mean_ = x.mean(0)
+        scales = column_scales(x)
+        self.scale_ = np.full(x.shape[1], np.inf) if scales is None else scales  # collapsed: all zeros
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean_) / self.scale_
+
+    def fit_transform(self, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
+        return self.fit(x, y).transform(x)
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {}
+
+    def set_params(self, **params) -> CollapseAwareScaler:
+        return self
 
 
 def subsample(n: int, max_points: int | None, seed: int) -> np.ndarray:
@@ -119,7 +174,13 @@ def silhouette(x: np.ndarray, assignments: np.ndarray, seed: int = 0, max_points
 
 
 def kmeans_silhouette(x: np.ndarray, k: int, seed: int = 0) -> float:
-    """Silhouette of k-means with `k` clusters on standardised features (the sweep objective)."""
+    """Silhouette of k-means with `k` clusters on standardised features (the sweep objective).
+
+    A collapsed latent (every column collapsed) scores -1, the worst silhouette there is.
+    """
+    if is_collapsed(x):
+        _check_k(len(x), k, "series")
+        return -1.0
     z = standardize(x)
     return silhouette(z, cluster(z, k, "kmeans", seed), seed)
 
@@ -153,7 +214,8 @@ def clustering_scores(x: np.ndarray, k: int, labels: np.ndarray | None = None, s
 
 def probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
           n_classes: int | None = None, seed: int = 0) -> ProbeResult:
-    """Logistic regression on standardised features; C cross-validated on the training split only.
+    """Logistic regression on standardised features (`CollapseAwareScaler`); C cross-validated on the
+    training split only.
 
     Linear on purpose: it measures how much class information the representation makes
     *linearly* available, which is what "a nice latent space" promises.
@@ -163,7 +225,6 @@ def probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     from sklearn.metrics import confusion_matrix
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     y_train, y_val = np.asarray(y_train), np.asarray(y_val)
     classes, counts = np.unique(y_train, return_counts=True)
@@ -172,7 +233,7 @@ def probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np
     if len(y_val) == 0:
         raise DataError("the validation split is empty — raise data.val_fraction")
     n_classes = n_classes or int(max(y_train.max(), y_val.max()) + 1)
-    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    pipe = make_pipeline(CollapseAwareScaler(), LogisticRegression(max_iter=1000))
     folds = int(min(5, counts.min()))
     with warnings.catch_warnings():  # large C on separable features: converged enough for a probe
         warnings.simplefilter("ignore", ConvergenceWarning)

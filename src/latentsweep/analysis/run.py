@@ -82,18 +82,30 @@ def _best_finished_run(uri: str, experiment: str, model: str | None) -> ModelSou
     if model:
         runs = [r for r in runs if (r.params.get("model._target_") == target if target
                                     else f".{model}." in r.params.get("model._target_", ""))]
+    # Only autoencoders: a task=classify run's encoder was trained on the labels, so "latents beat
+    # raw" would say nothing about unsupervised latents, and its best_val_loss is a cross-entropy.
+    supervised = [r for r in runs if _task_of(r) != "reconstruct"]
+    runs = [r for r in runs if _task_of(r) == "reconstruct"]
+    skipped = f"; {len(supervised)} supervised (task=classify) run(s) skipped" if supervised else ""
     runs.sort(key=lambda r: r.metrics["best_val_loss"])
     for run in runs:
         if tracking.has_saved_model(uri, run.run_id):
             loaded, config = tracking.load_model(run.run_id, uri)
             loss = run.metrics["best_val_loss"]
-            log.info("analysing run %s: the finished %srun with the lowest best_val_loss (%.5g) in "
-                     "experiment %r", run.run_id, f"{model} " if model else "", loss, experiment)
+            log.info("analysing run %s: the finished %sautoencoder run (task=reconstruct) with the lowest "
+                     "best_val_loss (%.5g) in experiment %r%s", run.run_id, f"{model} " if model else "", loss,
+                     experiment, skipped)
             return ModelSource(run.run_id, loaded, config,
-                               f"run {run.run_id} (lowest best_val_loss {loss:.5g})")
+                               f"run {run.run_id} (autoencoder with the lowest best_val_loss {loss:.5g}{skipped})")
     which = f"{model} " if model else ""
-    raise TrackingError(f"no finished {which}run with a saved model in experiment {experiment!r} at {uri} — "
-                        f"train one (python train.py{f' model={model}' if model else ''}) or pass run=<id>")
+    raise TrackingError(f"no finished {which}autoencoder run (task=reconstruct) with a saved model in experiment "
+                        f"{experiment!r} at {uri}{skipped} — train one (python train.py"
+                        f"{f' model={model}' if model else ''}) or pass run=<id>")
+
+
+def _task_of(run: Any) -> str:
+    """The task a training run was trained for; runs from before tasks existed were autoencoders."""
+    return str(run.params.get("task.name", "reconstruct"))
 
 
 def resolve_model(cfg: DictConfig, uri: str) -> ModelSource:
