@@ -107,3 +107,31 @@ def test_registered_pyfunc_takes_raw_series(extra, make_cfg, mlflow_uri, monkeyp
     with torch.no_grad():
         direct = model.get_latent(collate(prepare_inputs(config, raw), list(range(len(raw))))).numpy()
     np.testing.assert_allclose(direct, expected, atol=1e-5)
+
+
+def test_registered_classifier_predicts_class_names_and_probabilities(make_cfg, mlflow_uri, monkeypatch):
+    """A `-classify` model's pyfunc answers the question a classifier is for: which class, how sure."""
+    import pandas as pd
+
+    monkeypatch.setattr(registry_utils, "_registry_uri", mlflow_uri)
+    train(make_cfg([*FAST, "task=classify", "data.normalize=global"], tiny=False))
+    client, _ = client_for(mlflow_uri)
+    run = client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id])[0]
+    register_best_model(mlflow_uri, run.info.run_id, "latentsweep-rnn_ae-classify")
+
+    model, config = load_model(run.info.run_id, mlflow_uri)
+    data_cfg = OmegaConf.create(config["data"])
+    data = load_data(data_cfg, config["seed"])
+    raw = _raw_by_id(load_source(data_cfg, COMMON_DATA_FIELDS), data.val.ids)
+    with torch.no_grad():
+        logits = model.predict_logits(collate(data.val, list(range(len(data.val)))))
+    names = list(data.spec.class_names)
+    expected_probs = torch.softmax(logits, -1).numpy()
+
+    out = mlflow.pyfunc.load_model("models:/latentsweep-rnn_ae-classify@best").predict(
+        [s.numpy().astype(np.float64) for s in raw])
+    assert isinstance(out, pd.DataFrame) and len(out) == len(data.val)
+    assert list(out.columns) == ["label", *[f"prob_{n}" for n in names]]
+    assert list(out["label"]) == [names[i] for i in logits.argmax(-1).tolist()]
+    np.testing.assert_allclose(out[[f"prob_{n}" for n in names]].to_numpy(), expected_probs, atol=1e-5)
+    np.testing.assert_allclose(out.iloc[:, 1:].sum(axis=1), 1.0, atol=1e-6)

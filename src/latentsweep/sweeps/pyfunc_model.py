@@ -2,8 +2,10 @@
 
 `tracking.register_best_model` saves this file with `python_model=<this path>` plus the run's
 `weights.safetensors` and `config.yaml` as artifacts. `mlflow.pyfunc.load_model("models:/latentsweep-
-<model>@best").predict(x)` returns latents [B, latent_dim] for `x`: one series [T, C], a batch
-[B, T, C] (every series T steps long), or a list of [T, C] arrays. `x` is RAW data, in the units
+<model>@best").predict(x)` takes `x`: one series [T, C], a batch [B, T, C] (every series T steps
+long), or a list of [T, C] arrays. An autoencoder returns latents [B, latent_dim]. A classifier
+(`latentsweep-<model>-classify`, task=classify) returns a DataFrame with one row per series: the
+predicted class name in `label`, then `prob_<class name>` for every class (rows sum to 1). `x` is RAW data, in the units
 of the training source: predict prepares it exactly like training (resampling to `data.fixed_length`,
 then `data.normalize` with the training split's saved shift/scale, or per-series zscore), via the
 config's "preprocess" section. Models saved before that section existed get `x` as given (warned
@@ -35,9 +37,23 @@ class LatentModel(PythonModel):
         if getattr(model_input, "ndim", None) == 2:  # one [T, C] array or tensor
             model_input = [model_input]
         data = prepare_inputs(self.config, list(model_input))  # raw -> normalised like the training data
+        batch = collate(data, list(range(len(data))))
+        if hasattr(self.model, "predict_logits"):  # task=classify: classes, not latents
+            return self._classes(self.model.predict_logits(batch))
         with torch.no_grad():
-            latent = self.model.get_latent(collate(data, list(range(len(data)))))
+            latent = self.model.get_latent(batch)
         return latent.float().cpu().numpy()
+
+    def _classes(self, logits):
+        import pandas as pd
+        import torch
+
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        names = [str(n) for n in ((self.config.get("spec") or {}).get("class_names") or range(probs.shape[1]))]
+        frame = pd.DataFrame({"label": [names[i] for i in probs.argmax(1)]})
+        for j, name in enumerate(names):
+            frame[f"prob_{name}"] = probs[:, j]
+        return frame
 
 
 mlflow.models.set_model(LatentModel())
