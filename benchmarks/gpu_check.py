@@ -263,10 +263,11 @@ def main(argv: list[str] | None = None) -> None:
             failed.append(key)
             results[key] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"gpu-check: section {key} failed: {type(exc).__name__}: {str(exc)[:2000]}", flush=True)
-            continue
         if isinstance(results[key], str):
             print(results[key])
-    print(f"\nresults: {save_results('gpu-check', results)}")
+        if key != "batching_cuda" or key in failed:  # bench_batching saves batching-cuda.json itself
+            save_results(key.replace("_", "-"), {"result": results[key]})
+    print(f"\nresults: {save_results('index', {'sections': list(results), 'failed': failed}).parent}/")
     if failed:
         sys.exit(f"gpu-check: {len(failed)} section(s) failed: {', '.join(failed)}")
 
