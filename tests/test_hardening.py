@@ -157,6 +157,9 @@ SWEEP_STORAGE_CASES = {
         r"cannot create .*notes for the Optuna storage"),
     "unknown pruner": (lambda s, tmp: [f"hydra.sweeper.storage={s['storage']}", "hydra.sweeper.pruner.name=foo"],
                        r"unknown hydra.sweeper.pruner.name='foo'"),
+    "custom_search_space outside the execution whitelist": (
+        lambda s, tmp: [f"hydra.sweeper.storage={s['storage']}", "hydra.sweeper.custom_search_space=builtins.print"],
+        r"custom_search_space='builtins.print' is not in the execution whitelist"),
     "study created for the other direction": (
         lambda s, tmp: [f"hydra.sweeper.storage={s['storage']}", "objective=silhouette"],
         r"was created to \['minimize'\].*use another hydra.sweeper.study_name"),

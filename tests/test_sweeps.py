@@ -275,3 +275,17 @@ def test_joblib_workers_take_the_next_trial_as_soon_as_they_are_free(tmp_path):
     # and a trial is asked only when a worker can take it: never more than two asked and not done
     assert max(sum(a.datetime_start <= t.datetime_start < a.datetime_complete for a in trials)
                for t in trials) <= 2
+
+
+def test_custom_search_space_loads_only_whitelisted_constraints():
+    """`custom_search_space` comes from config, so it goes through Hydra's execution whitelist."""
+    from latentsweep.errors import ConfigError
+    from latentsweep.sweeps.spaces import latent_within_hidden, load_constraint
+
+    loaded = load_constraint("latentsweep.sweeps.spaces.latent_within_hidden")
+    assert loaded.func is latent_within_hidden and loaded.func.samples == ("model.latent_dim",)
+    for outside in ("builtins.print", "os.system", "tests.conftest.compose_config"):
+        with pytest.raises(ConfigError, match=f"custom_search_space='{outside}' is not in the execution whitelist"):
+            load_constraint(outside)
+    with pytest.raises(ConfigError, match="cannot be loaded"):
+        load_constraint("latentsweep.sweeps.spaces.no_such_function")

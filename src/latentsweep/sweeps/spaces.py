@@ -62,6 +62,26 @@ def search_file(search: Any) -> tuple[list[str], str | None]:
     return [f"{k}={v}" for k, v in params.items()], node.get("custom_search_space")
 
 
+# `custom_search_space` is a dotted path from config: like every config-selected target, it is
+# resolved under Hydra's execution whitelist, so only the constraint functions of this module run.
+CONSTRAINT_TARGETS = ("latentsweep.sweeps.spaces.*",)
+
+
+def load_constraint(path: str) -> Callable[..., Any]:
+    """The `custom_search_space` function at `path`, if the execution whitelist allows it."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate({"_target_": str(path), "_partial_": True}, _execution_whitelist_=CONSTRAINT_TARGETS)
+    except InstantiationException as exc:
+        allowed = any(str(path).startswith(t[:-1]) for t in CONSTRAINT_TARGETS)
+        problem = (f"cannot be loaded ({str(exc).splitlines()[0]})" if allowed
+                   else f"is not in the execution whitelist {list(CONSTRAINT_TARGETS)}")
+        raise ConfigError(f"custom_search_space={path!r} {problem} — use a function of "
+                          "latentsweep.sweeps.spaces, e.g. latentsweep.sweeps.spaces.latent_within_hidden") from exc
+
+
 def _bound(cfg: DictConfig, trial: Trial, key: str) -> float | None:
     """The value `key` has in this trial: sampled, fixed on the command line, or from the config."""
     if key in trial.params:

@@ -30,7 +30,6 @@ from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
-from hydra.utils import get_method
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl, create_params_from_overrides
 from hydra_plugins.hydra_optuna_sweeper.config import Direction
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
@@ -117,8 +116,10 @@ def classify(ret: JobReturn, n_objectives: int = 1) -> tuple[TrialState, Any, st
 class LatentSweepImpl(OptunaSweeperImpl):
     def __init__(self, *args: Any, pruner: Any = None, heartbeat_interval: int | None = None,
                  grace_period: int | None = None, mlflow: bool = True, register_best: bool = True,
-                 min_trials_for_failure_rate: int = 4, sampler_seed: int | None = None) -> None:
+                 min_trials_for_failure_rate: int = 4, sampler_seed: int | None = None,
+                 custom_search_space: str | None = None) -> None:
         super().__init__(*args)
+        self.custom_search_space = custom_search_space
         self.pruner_cfg = dict(pruner or {})
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
@@ -150,9 +151,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
         dists, fixed, fixed_overrides = create_params_from_overrides(lines)
         for name in fixed:
             dists.pop(name, None)
-        extender = self.custom_search_space_extender  # hydra.sweeper.custom_search_space wins
-        if extender is None and file_custom:
-            extender = get_method(file_custom)
+        path = self.custom_search_space or file_custom  # hydra.sweeper.custom_search_space wins
+        extender = spaces.load_constraint(path) if path else None  # under the execution whitelist
         samples = getattr(getattr(extender, "func", extender), "samples", ())
         deferred = [name for name in samples if name in dists]
         if samples:
@@ -487,11 +487,13 @@ class LatentSweepOptunaSweeper(OptunaSweeper):
                  grace_period: int | None = None, mlflow: bool = True, register_best: bool = True,
                  min_trials_for_failure_rate: int = 4) -> None:
         seed = OmegaConf.select(sampler, "seed", default=None) if isinstance(sampler, DictConfig) else None
+        # custom_search_space is not passed up: upstream would import it outside the execution
+        # whitelist; `_search_space` loads it through `spaces.load_constraint` instead.
         super().__init__(sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
-                         custom_search_space, params)  # instantiates the sampler
+                         None, params)  # instantiates the sampler
         self.sweeper = LatentSweepImpl(
             self.sweeper.sampler, direction, storage, study_name, n_trials, n_jobs, max_failure_rate,
-            custom_search_space, params,
+            None, params, custom_search_space=custom_search_space,
             pruner=OmegaConf.to_container(pruner, resolve=True) if isinstance(pruner, DictConfig) else pruner,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period, mlflow=mlflow,
             register_best=register_best, min_trials_for_failure_rate=min_trials_for_failure_rate,
