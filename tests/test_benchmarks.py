@@ -118,3 +118,46 @@ def test_without_a_baseline_for_this_sweep_no_ratio_is_printed(tmp_path):
     _baseline(other_sweep, 36.0, 0.5, n_trials=gpu_check.N_TRIALS + 1)
     assert gpu_check.load_baseline(other_sweep) is None
 
+
+
+def test_the_readme_table_reads_each_figure_from_the_file_its_row_names(tmp_path):
+    """Hand-made results files: every row shows their numbers (and MISSED where a target is missed)."""
+    from benchmarks import summary
+
+    folder = tmp_path / "bench-quick"
+    folder.mkdir()
+    machine = {"date": "2026-12-02T03:00:00+00:00", "git_commit": "0123456789abcdef", "cpu": "Test CPU",
+               "usable_cores": 2, "gpu": [], "torch": "2.13.0"}
+    (folder / "index.json").write_text(json.dumps({"command": "python -m benchmarks.run --quick", "machine": machine}))
+    (folder / "batching-cpu.json").write_text(json.dumps({
+        "summary": {"default_ratio": 0.25, "loss_diff": 0.001}, "target_holds": True,
+        "table": {"bucket-padded": {"epoch_s": 1.0}, "random-packed": {"epoch_s": 4.0}}}))
+    (folder / "sweep.json").write_text(json.dumps({
+        "overhead": {"overhead_per_trial_s": 1.5, "overhead_share": 0.15, "sweep_fixed_cost_s": 4.0, "startup_s": 4.5},
+        "pruning": {"epochs_saved": 0.32, "best_diff": 0.0, "target_holds": False},
+        "parallel": {"speedup": 1.41, "target_holds": False}}))
+    table = {row[0]: row for row in summary.rows(folder)}
+    assert table["bucketed + padded vs random + packed epoch"][1] == (
+        "0.25× (1.00 s vs 4.00 s), val loss within 0.1% — holds")
+    assert table["sweep overhead per ~10 s trial, MLflow on"][1] == "+1.50 s (15%), plus 4.0 s once per sweep — MISSED"
+    assert table["start-up to first training step"][1] == "4.5 s — holds"
+    assert table["median pruning vs none"][1] == "32% fewer epochs, best value +0.0% — MISSED"
+    assert table["`n_jobs=2` vs `1` (joblib, equal trials)"][1] == "1.41× trials/min — MISSED"
+    assert table["peak RSS, default run, 1× / 4× / 16× data"][1] == "not yet measured"
+    assert table["peak RSS, default run, 1× / 4× / 16× data"][3] == "`bench-quick/memory.json`"
+    assert table["trials sharing one GPU (1 / 8 / 16 per GPU)"][1].startswith("not yet measured")
+    assert "commit 0123456789" in summary.provenance(folder) and "2026-12-02" in summary.provenance(folder)
+
+
+def test_the_readme_benchmark_table_is_the_one_the_committed_results_give():
+    """No hand-typed figure: README's table is `python -m benchmarks.summary` over the committed files."""
+    from benchmarks import summary
+    from benchmarks.common import RESULTS_DIR, table
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("| " + " | ".join(summary.HEADERS) + " |")
+    shown = readme[start:readme.index("\n\n", start)].strip()
+    folder = RESULTS_DIR / "bench-quick"
+    assert shown == table(summary.HEADERS, summary.rows(folder)), (
+        "README's benchmark table differs from the results files: paste `python -m benchmarks.summary` into it")
+    assert summary.provenance(folder) in readme

@@ -1,0 +1,100 @@
+"""README's benchmark table, rendered from a run's results files (`python -m benchmarks.summary`).
+
+Every figure in the README's table comes from here, so each one is read from the file its row
+names; a file that is missing gives "not yet measured". Where a target is missed, the row shows
+the measured figure and MISSED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .common import RESULTS_DIR, table
+
+HEADERS = ["comparison", "figure", "target", "results file"]
+
+
+def _load(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / name
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _verdict(holds: bool) -> str:
+    return "holds" if holds else "MISSED"
+
+
+def rows(folder: Path) -> list[list[str]]:
+    """One row per README comparison: [comparison, measured figure + verdict, target, file]."""
+    run = folder.name
+    missing = "not yet measured"
+    out: list[list[str]] = []
+
+    batching = _load(folder, "batching-cpu.json")
+    figure = missing
+    if batching:
+        s, t = batching["summary"], batching["table"]
+        figure = (f"{s['default_ratio']:.2f}× ({t['bucket-padded']['epoch_s']:.2f} s vs "
+                  f"{t['random-packed']['epoch_s']:.2f} s), val loss within {100 * s['loss_diff']:.1f}% — "
+                  f"{_verdict(batching['target_holds'])}")
+    out.append(["bucketed + padded vs random + packed epoch", figure, "≤ 0.30×, val loss within 2%",
+                f"`{run}/batching-cpu.json`"])
+
+    sweep = _load(folder, "sweep.json")
+    overhead = startup = pruning = parallel = missing
+    if sweep:
+        o, p, j = sweep["overhead"], sweep["pruning"], sweep["parallel"]
+        overhead = (f"+{o['overhead_per_trial_s']:.2f} s ({100 * o['overhead_share']:.0f}%), plus "
+                    f"{o['sweep_fixed_cost_s']:.1f} s once per sweep — {_verdict(o['overhead_share'] <= 0.10)}")
+        startup = f"{o['startup_s']:.1f} s — {_verdict(o['startup_s'] < 5)}"
+        pruning = (f"{100 * p['epochs_saved']:.0f}% fewer epochs, best value {100 * p['best_diff']:+.1f}% — "
+                   f"{_verdict(p['target_holds'])}")
+        parallel = f"{j['speedup']:.2f}× trials/min — {_verdict(j['target_holds'])}"
+    out += [["sweep overhead per ~10 s trial, MLflow on", overhead, "≤ 10%", f"`{run}/sweep.json`"],
+            ["start-up to first training step", startup, "< 5 s", f"`{run}/sweep.json`"],
+            ["median pruning vs none", pruning, "≥ 40% fewer epochs, best within 2%", f"`{run}/sweep.json`"],
+            ["`n_jobs=2` vs `1` (joblib, equal trials)", parallel, "≥ 1.6×", f"`{run}/sweep.json`"]]
+
+    memory = _load(folder, "memory.json")
+    figure = missing
+    if memory:
+        sizes = [k for k in memory if k.endswith("x") and isinstance(memory[k], dict)]
+        figure = " / ".join(f"{memory[k]['peak_rss_mb'] / 1024:.2f} GB" for k in sizes) + f" ({' / '.join(sizes)})"
+    out.append(["peak RSS, default run, 1× / 4× / 16× data", figure, "—", f"`{run}/memory.json`"])
+
+    sharing = _load(folder.parent / "gpu-check", "sharing.json")
+    figure = missing + " (no GPU run committed)"
+    if sharing and isinstance(sharing.get("result"), dict) and "1" in sharing["result"]:
+        r = sharing["result"]
+        best = max((r[k] for k in ("1", "8", "16") if k in r), key=lambda v: v["epochs_per_s"])
+        ratio = best["epochs_per_s"] / r["1"]["epochs_per_s"]
+        figure = f"{ratio:.1f}× the epochs/s of one trial — {_verdict(ratio >= 8)}"
+    out.append(["trials sharing one GPU (1 / 8 / 16 per GPU)", figure, "≥ 8× one trial", "`gpu-check/sharing.json`"])
+    return out
+
+
+def provenance(folder: Path) -> str:
+    """Where and when the run was measured, from its index.json."""
+    index = _load(folder, "index.json")
+    if not index:
+        return f"No run in `benchmarks/results/{folder.name}/` yet."
+    m = index["machine"]
+    return (f"Measured by `{index['command']}` on {m['date'][:10]}, commit {str(m['git_commit'])[:10]}, "
+            f"{m['cpu']} ({m['usable_cores']} cores{', ' + ', '.join(m['gpu']) if m['gpu'] else ''}), "
+            f"torch {m['torch']}.")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", nargs="?", default="bench-quick", help="results folder (bench-quick | bench)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    folder = args.results_dir / args.run
+    print(provenance(folder) + "\n")
+    print(table(HEADERS, rows(folder)))
+
+
+if __name__ == "__main__":
+    main()
