@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from latentsweep import objectives
-from latentsweep.analysis.latents import encode_series, latent_columns, read_latents
+from latentsweep.analysis.latents import latent_columns, read_latents
 from latentsweep.analysis.metrics import choose_k, clustering_scores, probe, raw_features
 from latentsweep.analysis.run import analyze, rebuild_data
 from latentsweep.analysis.svm import SVM_CS
@@ -78,9 +78,10 @@ def test_trained_latents_beat_chance_and_everything_is_logged(make_cfg, mlflow_u
     names = data.spec.class_names
     assert list(frame["label"]) == [names[i] for i in np.concatenate([data.train.labels, data.val.labels])]
     assert latent_columns(frame) == [f"z{i}" for i in range(8)]
-    expected = encode_series(model, data.val).latents
+    with torch.no_grad():  # one series at a time, no batching or reordering: independent of encode_series
+        expected = np.stack([model.get_latent(collate(data.val, [i]))[0].numpy() for i in range(len(data.val))])
     np.testing.assert_allclose(frame.loc[frame["split"] == "val", latent_columns(frame)].to_numpy(), expected,
-                               rtol=1e-5, atol=1e-6)
+                               rtol=1e-4, atol=1e-5)
     # recon_error, recomputed by hand for a few validation series, one at a time (no padding):
     # the mean squared difference between the series and the decoding of its own latent.
     assert model.loss_kind == "mse"

@@ -1,9 +1,9 @@
 """How trials share a machine: jobs per sweep, a GPU and CPU threads per job.
 
 Small autoencoders leave a modern GPU idle, waiting on kernel launches; several trial processes
-on one GPU fill it (issue 12 prototype on an H100, GRU hidden 64, batch 64: 8 trials at once gave
-5.5x the epochs/s of one, 16 gave 9.6x). So on a CUDA box a sweep runs `trials_per_gpu` trial
-processes per visible GPU, round-robin by job number; on a CPU box as many trials as there are
+on one GPU fill it (`make gpu-check` measures by how much: benchmarks/results/gpu-check/
+sharing.json). So on a CUDA box a sweep runs `trials_per_gpu` trial processes per visible GPU,
+round-robin by job number; on a CPU box as many trials as there are
 cores (each with one thread, as one thread per trial beat sharing cores in our CPU runs).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# Trials sharing one GPU by default: 16 gave the best aggregate throughput in the prototype
-# (9.6x one trial) with memory to spare for these model sizes; override with sweep.trials_per_gpu.
+# Trials sharing one GPU by default: 16 was the best of 1/8/16 in the issue 12 prototype, with memory
+# to spare for these model sizes (our own run: `make gpu-check`); override with trials_per_gpu.
 DEFAULT_TRIALS_PER_GPU = 16
 
 
