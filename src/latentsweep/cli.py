@@ -68,5 +68,11 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             report_error(exc)
             sys.exit(1)
+        except Exception as exc:  # a bug: the sweeper tells ours from a library's by where it was raised
+            if _in_multirun():
+                from .sweeps.failures import mark_origin
+
+                mark_origin(exc)
+            raise
 
     return wrapper

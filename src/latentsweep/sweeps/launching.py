@@ -22,15 +22,18 @@ from typing import Any
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 
+from .failures import WorkerDied
+
 Job = tuple[int, int, Sequence[str]]  # (trial id, job index, overrides)
 
 
-def failed_return(overrides: Sequence[str], exc: BaseException, what: str = "launch failed") -> JobReturn:
+def failed_return(overrides: Sequence[str], exc: BaseException, what: str = "launch failed",
+                  error_type: type[Exception] = RuntimeError) -> JobReturn:
     """A job that could not run (its overrides did not compose, its worker died) as a failed
     JobReturn, so that one trial fails and not the whole sweep."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
-    ret._return_value = RuntimeError(f"{what}: {type(exc).__name__}: {first}"[:1000])
+    ret._return_value = error_type(f"{what}: {type(exc).__name__}: {first}"[:1000])
     return ret
 
 
@@ -86,7 +89,7 @@ def launch_as_ready(launcher: Any, jobs: Iterable[Job]) -> Iterator[tuple[int, J
                 try:
                     _, ret = future.result()
                 except Exception as exc:  # the worker died (killed for memory, a crash in C code)
-                    ret = failed_return(overrides, exc, "its worker process died")
+                    ret = failed_return(overrides, exc, "its worker process died", WorkerDied)
                 yield trial_id, ret
     finally:
         if running and executor is not None:  # interrupted (Ctrl-C, ...): stop the trials still training
