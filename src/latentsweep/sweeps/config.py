@@ -42,6 +42,7 @@ class LatentSweepOptunaConf(OptunaSweeperConf):
     mlflow: bool = True  # a parent MLflow run per study, trials as nested runs, figures at the end
     register_best: bool = True  # register the best trial's model as latentsweep-<model>@best
     min_trials_for_failure_rate: int = 4  # judge max_failure_rate only after this many trials
+    max_retries: int = 2  # times a killed trial continues from its checkpoint before it FAILs
 
 
 def register() -> None:

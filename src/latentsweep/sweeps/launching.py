@@ -25,6 +25,8 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, setup_globals
 from .failures import WorkerDied
 
 Job = tuple[int, int, Sequence[str]]  # (trial id, job index, overrides)
+NOTHING_NOW = None  # what `jobs` yields when it has no job to start until a running one ends
+_END = object()
 
 
 def failed_return(overrides: Sequence[str], exc: BaseException, what: str = "launch failed",
@@ -57,9 +59,11 @@ def _run_job(trial_id: int, idx: int, overrides: Sequence[str], hydra_context: A
     return trial_id, ret
 
 
-def launch_as_ready(launcher: Any, jobs: Iterable[Job]) -> Iterator[tuple[int, JobReturn]]:
+def launch_as_ready(launcher: Any, jobs: Iterable[Job | None]) -> Iterator[tuple[int, JobReturn]]:
     """(trial id, JobReturn) of each job as it finishes. `jobs` is drawn lazily, one job per free
-    worker, so a trial is asked only when it can start."""
+    worker, so a trial is asked only when it can start. `jobs` yields None for "nothing to start
+    now" (a trial still running may need to run again: a killed one continues); it is asked
+    again when the next job ends."""
     from joblib import effective_n_jobs
     from joblib.externals.loky import get_reusable_executor
 
@@ -72,9 +76,14 @@ def launch_as_ready(launcher: Any, jobs: Iterable[Job]) -> Iterator[tuple[int, J
     jobs = iter(jobs)
     running: dict[Future, tuple[int, Sequence[str]]] = {}
     executor = None
+    exhausted = False
     try:
         while True:
-            while len(running) < n_workers and (job := next(jobs, None)) is not None:
+            while not exhausted and len(running) < n_workers:
+                job = next(jobs, _END)
+                if job is _END or job is NOTHING_NOW:
+                    exhausted = job is _END
+                    break
                 trial_id, idx, overrides = job
                 # asked again for every job: loky replaces an executor that a crashed worker broke
                 executor = get_reusable_executor(max_workers=n_workers, timeout=300)
@@ -96,10 +105,12 @@ def launch_as_ready(launcher: Any, jobs: Iterable[Job]) -> Iterator[tuple[int, J
             executor.shutdown(wait=False, kill_workers=True)
 
 
-def launch_in_batches(launcher: Any, jobs: Iterable[Job], batch: int) -> Iterator[tuple[int, JobReturn]]:
-    """Any launcher: `batch` jobs at a time, each batch's results once all of it is done."""
+def launch_in_batches(launcher: Any, jobs: Iterable[Job | None], batch: int) -> Iterator[tuple[int, JobReturn]]:
+    """Any launcher: `batch` jobs at a time, each batch's results once all of it is done (a
+    `NOTHING_NOW` from `jobs` ends a batch early)."""
     jobs = iter(jobs)
-    while chunk := list(itertools.islice(jobs, max(1, batch))):
+    while chunk := list(itertools.takewhile(lambda job: job is not NOTHING_NOW,
+                                            itertools.islice(jobs, max(1, batch)))):
         overrides = [list(o) for _, _, o in chunk]
         try:
             returns = launcher.launch(overrides, initial_job_idx=chunk[0][1])

@@ -16,6 +16,7 @@ grid handling. Added here:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import json
@@ -42,7 +43,7 @@ from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
 from ..parallel import GpuSlots, available_cores, visible_gpus
-from . import launching, spaces
+from . import continuation, failures, launching, spaces
 from .heartbeat import Heartbeat
 from .pruners import make_pruner
 from .storage import ask_lock, make_storage, normalize_url, redact
@@ -53,7 +54,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class SweepError(LatentSweepError):
-    """The sweep stopped: too many trials failed."""
+    """The sweep stopped: too many trials failed, or a failure every trial will hit."""
 
 
 def _quote(value: Any) -> str:
@@ -117,7 +118,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
     def __init__(self, *args: Any, pruner: Any = None, heartbeat_interval: int | None = None,
                  grace_period: int | None = None, mlflow: bool = True, register_best: bool = True,
                  min_trials_for_failure_rate: int = 4, sampler_seed: int | None = None,
-                 custom_search_space: str | None = None) -> None:
+                 custom_search_space: str | None = None, max_retries: int = 2) -> None:
         super().__init__(*args)
         self.custom_search_space = custom_search_space
         self.pruner_cfg = dict(pruner or {})
@@ -127,6 +128,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
         self.register_best = register_best
         self.min_trials_for_failure_rate = min_trials_for_failure_rate
         self.sampler_seed = sampler_seed
+        self.max_retries = max_retries
 
     # --- set-up helpers -------------------------------------------------------------------------
     def _directions(self) -> list[str]:
@@ -241,8 +243,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
             raise ConfigError(f"study {study.study_name} in {redact(url)} was created to "
                               f"{[d.name.lower() for d in study.directions]}, objective {cfg.get('objective')} "
                               f"wants {directions} — use another hydra.sweeper.study_name")
-        if self.heartbeat_interval:
-            optuna.storages.fail_stale_trials(study)
+        with ask_lock(url):  # trials of a killed sweep: continued from their checkpoints (or failed)
+            to_continue = collections.deque(continuation.take_over_stale(study, self.max_retries))
         name = study.study_name
 
         tracking_on = self.use_mlflow and cfg.tracking.get("enabled", True)
@@ -265,7 +267,11 @@ class LatentSweepImpl(OptunaSweeperImpl):
         if cfg.trainer.get("num_threads") is None and "trainer.num_threads" not in fixed:
             per_job.append(f"++trainer.num_threads={max(1, available_cores() // self._parallelism())}")
 
+        keep_checkpoints = OmegaConf.to_container(cfg.trainer, resolve=False).get("checkpoint_dir") is not None
         done: list[TrialState] = []
+        first_failures: list[str | None] = []  # signature of each of this run's first trials to end
+        infeasible = failures.InfeasibleStreak()
+        fatal: list[SweepError] = []  # a failure every trial would hit: stop at once
         in_flight: dict[int, optuna.Trial] = {}  # trial id -> trial, asked and not yet told: none may
         # stay RUNNING when this sweeper stops
         beating: list[int] = []  # the launched ids, beaten live (a list: the heartbeat thread copies it)
@@ -275,33 +281,63 @@ class LatentSweepImpl(OptunaSweeperImpl):
         # ended (one GPU: `auto` already picks it)
         slots = GpuSlots(gpus) if gpus > 1 else None
 
+        def trial_line(line: Sequence[str], trial_id: int, number: int) -> list[str]:
+            return (list(line) + per_job + [f"++sweep.trial_id={trial_id}", f"++sweep.trial_number={number}"]
+                    + ([f"++extra_tags.optuna_trial={_quote(number)}"] if parent else []))
+
+        def job(trial_id: int, line: list[str]):
+            idx, self.job_idx = self.job_idx, self.job_idx + 1
+            placement = [f"++trainer.device={slots.take(trial_id)}"] if slots else []
+            if trial_id not in beating:
+                beating.append(trial_id)
+            return trial_id, idx, line + placement
+
         def jobs():
-            """The next trial as a job, asked only when the launcher can take it."""
+            """The next trial as a job, asked only when the launcher can take it; a killed trial
+            to continue comes first."""
             while not stop:
-                with ask_lock(url):
-                    if self.heartbeat_interval:  # trials of a sweep killed meanwhile stop counting as running
-                        optuna.storages.fail_stale_trials(study)
-                    if self.n_trials - len(study.get_trials(deepcopy=False)) <= 0:
+                if to_continue:
+                    frozen = to_continue.popleft()
+                    in_flight[frozen._trial_id] = optuna.Trial(study, frozen._trial_id)
+                    log.info("continuing trial %d (attempt %d) from %s", frozen.number,
+                             frozen.user_attrs.get(continuation.CONTINUED, 0) + 1,
+                             f"epoch {continuation.last_epoch(frozen)}" if continuation.last_epoch(frozen)
+                             is not None else "scratch (no checkpoint yet)")
+                    line = [f"{k}={v}" for k, v in {**frozen.params, **fixed}.items()] + list(fixed_overrides)
+                    yield job(frozen._trial_id, trial_line(line, frozen._trial_id, frozen.number)
+                              + continuation.resume_overrides(frozen))
+                    continue
+                trial = line = None
+                with ask_lock(url):  # count, then ask: sweepers sharing the study never overshoot n_trials
+                    # trials of a sweep killed meanwhile stop counting as running: continue or fail them
+                    to_continue.extend(continuation.take_over_stale(study, self.max_retries))
+                    full_up = self.n_trials - len(study.get_trials(deepcopy=False)) <= 0
+                    if not to_continue and not full_up:
+                        trial = self._ask(study, in_flight)
+                        try:
+                            (line,) = self._configure_trials([trial], free, fixed, fixed_overrides)
+                        except spaces.Infeasible as exc:
+                            self._tell_infeasible(study, in_flight.pop(trial._trial_id), exc, done, infeasible)
+                            if infeasible.hopeless(self.n_trials):
+                                fatal.append(SweepError(
+                                    f"every sampled point broke the search space's constraint ({infeasible.count} "
+                                    f"in a row, last: {exc}) — widen the space or loosen the constraint"))
+                                return
+                            continue
+                if to_continue:
+                    continue
+                if full_up:
+                    if not in_flight:
                         return
-                    if self.sampler_seed is not None:
-                        _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
-                    trial = study.ask()
-                    in_flight[trial._trial_id] = trial
-                    try:
-                        (line,) = self._configure_trials([trial], free, fixed, fixed_overrides)
-                    except spaces.Infeasible as exc:
-                        trial.set_user_attr("fail_reason", f"infeasible: {exc}")
-                        study.tell(trial, state=TrialState.FAIL)
-                        in_flight.pop(trial._trial_id)
-                        done.append(TrialState.FAIL)
-                        continue
+                    yield launching.NOTHING_NOW  # one still running may be killed and continue: wait
+                    continue
+                infeasible.feasible()
                 log.info("launching trial %d: %s", trial.number, " ".join(line))
-                idx, self.job_idx = self.job_idx, self.job_idx + 1
-                placement = [f"++trainer.device={slots.take(trial._trial_id)}"] if slots else []
-                beating.append(trial._trial_id)
-                yield trial._trial_id, idx, (list(line) + per_job + placement + [
-                    f"++sweep.trial_id={trial._trial_id}", f"++sweep.trial_number={trial.number}"]
-                    + ([f"++extra_tags.optuna_trial={_quote(trial.number)}"] if parent else []))
+                checkpoint = continuation.checkpoint_dir(cfg.hydra.sweep.dir, trial.number) \
+                    if keep_checkpoints else None
+                continuation.record_launch(trial, checkpoint)
+                yield job(trial._trial_id, trial_line(line, trial._trial_id, trial.number)
+                          + ([f"++trainer.checkpoint_dir={_quote(checkpoint)}"] if checkpoint else []))
 
         if launching.runs_as_ready(self.launcher):
             results = launching.launch_as_ready(self.launcher, jobs())
@@ -313,11 +349,25 @@ class LatentSweepImpl(OptunaSweeperImpl):
                     trial = in_flight.pop(trial_id)
                     if slots:
                         slots.release(trial_id)
-                    done.append(self._tell(study, trial, ret, uri, parent))
+                    if self._continues(study, trial, ret):
+                        to_continue.append(continuation.count_continuation(study, trial_id))
+                        continue  # still RUNNING, still beaten: it runs again from its checkpoint
+                    state = self._tell(study, trial, ret, uri, parent)
+                    done.append(state)
                     beating.remove(trial_id)
+                    error = self._fatal(study, trial, ret, state, first_failures)
+                    if error:
+                        fatal.append(error)
+                    if fatal:
+                        status, stop = "FAILED", True
+                        results.close()  # at once: the trials still running are stopped and failed
+                        break
                     n_fail = done.count(TrialState.FAIL)
                     if len(done) >= self.min_trials_for_failure_rate and n_fail / len(done) > self.max_failure_rate:
                         status, stop = "FAILED", True  # the jobs in flight finish
+            if fatal:
+                status = "FAILED"
+                raise fatal[0]
             if status == "FAILED":
                 n_fail = done.count(TrialState.FAIL)
                 reasons = [t.user_attrs.get("fail_reason") for t in study.get_trials(deepcopy=False)
@@ -331,7 +381,49 @@ class LatentSweepImpl(OptunaSweeperImpl):
         finally:  # Ctrl-C, SystemExit, a broken launcher or config: no trial of ours stays RUNNING
             for trial in list(in_flight.values()):
                 self._fail(study, trial, "sweep interrupted")
+            for frozen in to_continue:  # killed trials this sweeper did not get to continue
+                self._fail(study, optuna.Trial(study, frozen._trial_id), "sweep stopped before it could continue")
             self._finish(study, url, uri, parent, done, status)
+
+    def _ask(self, study: optuna.Study, in_flight: dict[int, optuna.Trial]) -> optuna.Trial:
+        if self.sampler_seed is not None:
+            _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
+        trial = study.ask()
+        in_flight[trial._trial_id] = trial
+        return trial
+
+    @staticmethod
+    def _tell_infeasible(study: optuna.Study, trial: optuna.Trial, exc: Exception, done: list[TrialState],
+                         infeasible: failures.InfeasibleStreak) -> None:
+        trial.set_user_attr("fail_reason", f"infeasible: {exc}")
+        trial.set_user_attr("fail_cause", "infeasible")
+        study.tell(trial, state=TrialState.FAIL)
+        done.append(TrialState.FAIL)
+        infeasible.infeasible(str(exc))
+
+    def _continues(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> bool:
+        """A trial whose process died runs again from its checkpoint, up to max_retries times."""
+        if ret.status == JobStatus.COMPLETED or failures.cause_of(ret._return_value) != failures.KILLED:
+            return False
+        frozen = study._storage.get_trial(trial._trial_id)
+        if not continuation.may_continue(frozen, self.max_retries):
+            return False
+        log.warning("trial %d: %s — it continues from %s", trial.number, failures.signature(ret._return_value),
+                    f"epoch {continuation.last_epoch(frozen)}" if continuation.last_epoch(frozen) is not None
+                    else "scratch (no checkpoint yet)")
+        return True
+
+    @staticmethod
+    def _fatal(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, state: TrialState,
+               first_failures: list[str | None]) -> SweepError | None:
+        """A failure every trial will hit (a bug, a config error): the error that stops the sweep."""
+        error = ret._return_value if ret.status != JobStatus.COMPLETED else None
+        cause = failures.cause_of(error) if state == TrialState.FAIL else None
+        first_failures.append(failures.signature(error) if cause == failures.ERROR and error is not None else None)
+        if cause == failures.FATAL or failures.same_failure_everywhere(first_failures):
+            return SweepError(f"trial {trial.number} failed with {failures.signature(error)} — every trial "
+                              "would hit it: fix it, then run the same command again")
+        return None
 
     @staticmethod
     def _fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
@@ -351,6 +443,9 @@ class LatentSweepImpl(OptunaSweeperImpl):
         try:
             if reason:
                 trial.set_user_attr("fail_reason", reason)
+            if state == TrialState.FAIL:  # killed / oom / diverged / fatal / error (sweeps.failures)
+                trial.set_user_attr("fail_cause", failures.cause_of(
+                    ret._return_value if ret.status != JobStatus.COMPLETED else None))
             if state == TrialState.COMPLETE:
                 study.tell(trial, values)
             else:
@@ -485,7 +580,7 @@ class LatentSweepOptunaSweeper(OptunaSweeper):
                  n_trials: int, n_jobs: int, max_failure_rate: float, custom_search_space: str | None,
                  params: DictConfig | None, pruner: Any = None, heartbeat_interval: int | None = None,
                  grace_period: int | None = None, mlflow: bool = True, register_best: bool = True,
-                 min_trials_for_failure_rate: int = 4) -> None:
+                 min_trials_for_failure_rate: int = 4, max_retries: int = 2) -> None:
         seed = OmegaConf.select(sampler, "seed", default=None) if isinstance(sampler, DictConfig) else None
         # custom_search_space is not passed up: upstream would import it outside the execution
         # whitelist; `_search_space` loads it through `spaces.load_constraint` instead.
@@ -497,4 +592,4 @@ class LatentSweepOptunaSweeper(OptunaSweeper):
             pruner=OmegaConf.to_container(pruner, resolve=True) if isinstance(pruner, DictConfig) else pruner,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period, mlflow=mlflow,
             register_best=register_best, min_trials_for_failure_rate=min_trials_for_failure_rate,
-            sampler_seed=seed)
+            sampler_seed=seed, max_retries=max_retries)
