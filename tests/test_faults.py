@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import time
@@ -102,14 +103,29 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_weights(tmp_path):
 
 # --- (b) kill -9 a sweep mid-trial, the same command finishes the study ------------------------------
 
-def test_kill_9_sweep_mid_trial_and_the_same_command_finishes_the_study(tmp_path):
+def _epochs_trained(cwd: Path) -> int:
+    """Epochs trained by every job of every sweep run under `cwd` (one log line per epoch)."""
+    return sum(len(re.findall(r"\] - epoch \d+/\d+ train_loss", log.read_text()))
+               for log in cwd.glob("sweeps/**/train.log"))
+
+
+def _trial_run(uri: str, number: int):
+    """The one MLflow child run of Optuna trial `number`."""
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id],
+                                f"tags.optuna_trial = '{number}'")
+    return run, sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss"))
+
+
+def test_kill_9_sweep_mid_trial_and_the_same_command_continues_the_trial_from_its_checkpoint(tmp_path):
     db = tmp_path / "sweeps" / "optuna.db"
     interval = 1  # heartbeat every second; grace period 2 x interval
     uri = empty_store(tmp_path / "mlruns")
     # no early stopping and enough epochs (~25 ms each here) that trial 1 runs for seconds: with
     # patience 5 and 30 epochs it sometimes ended in under a second, between two polls, and the
     # sweep finished before it could be killed
-    command = [*SPACE, "trainer.max_epochs=150", "trainer.patience=null", "hydra.sweeper.pruner.name=none",
+    epochs = 60  # the rerun trains the killed trial's remaining epochs, and a third trial
+    command = [*SPACE, f"trainer.max_epochs={epochs}", "trainer.patience=null", "hydra.sweeper.pruner.name=none",
                "hydra.sweeper.n_trials=3", f"hydra.sweeper.heartbeat_interval={interval}", f"tracking.uri={uri}"]
 
     def study():
@@ -123,7 +139,7 @@ def test_kill_9_sweep_mid_trial_and_the_same_command_finishes_the_study(tmp_path
         except KeyError:  # the database exists, the study not yet
             return False
         return (len(trials) == 2 and trials[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-                and trials[1].state == TrialState.RUNNING and bool(trials[1].intermediate_values))
+                and trials[1].state == TrialState.RUNNING and len(trials[1].intermediate_values) >= 3)
 
     proc = _popen(tmp_path, *command, sweep=True)
     try:
@@ -140,32 +156,46 @@ def test_kill_9_sweep_mid_trial_and_the_same_command_finishes_the_study(tmp_path
     assert [t.state for t in before][1] == TrialState.RUNNING
     first = before[0]
 
-    # The sweeper fails stale trials when it starts: a trial is stale once its last heartbeat is
-    # older than the grace period (2 x interval), and SQLite stores heartbeats to the second. A rerun
-    # inside the grace period leaves the killed trial RUNNING (see the report), so wait it out.
+    # The sweeper takes over stale trials when it starts: a trial is stale once its last heartbeat
+    # is older than the grace period (2 x interval), and SQLite stores heartbeats to the second. A
+    # rerun inside the grace period leaves the killed trial RUNNING, so wait it out.
     time.sleep(max(0.0, killed + 2 * interval + 1.5 - time.time()))
     rc, out, err = _finish(_popen(tmp_path, *command, sweep=True))  # the same command again
     assert rc == 0, err[-3000:]
     after = study().trials
-    assert [t.number for t in after] == [0, 1, 2]  # total reaches n_trials, no more
+    assert [t.number for t in after] == [0, 1, 2]  # total reaches n_trials, no more: counted once
     assert after[0].state == first.state and after[0].params == first.params and after[0].value == first.value
-    assert after[1].state == TrialState.FAIL  # the killed trial: failed as stale, not RUNNING forever
+    # the killed trial continued from its checkpoint: same trial, same params, the first attempt's
+    # intermediate values kept for the pruner, then every later epoch
+    assert after[1].state == TrialState.COMPLETE and after[1].user_attrs["continued"] == 1
+    assert after[1].params == before[1].params
+    assert sorted(after[1].intermediate_values) == list(range(epochs))
+    assert all(after[1].intermediate_values[e] == v for e, v in before[1].intermediate_values.items())
     assert after[2].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert not [t for t in after if t.state == TrialState.RUNNING]
+    run, steps = _trial_run(uri, 1)  # one MLflow run, continued: each epoch once
+    assert run.info.status == "FINISHED" and steps == list(range(epochs))
+    resumed_from = int(run.data.tags["resumed_from_epoch"])
+    assert resumed_from >= 1
+    # a restart from scratch would train the killed attempt's epochs again; at most the epoch in
+    # progress when it was killed (logged, not yet checkpointed) is trained twice here
+    assert _epochs_trained(tmp_path) <= 3 * epochs + 1 < 3 * epochs + resumed_from + 1
 
 
-def test_a_worker_process_that_dies_fails_its_trial_and_the_sweep_goes_on(tmp_path):
+def test_a_worker_process_that_dies_continues_its_trial_from_its_checkpoint(tmp_path):
     """kill -9 of a joblib worker (what the kernel does to a process out of memory)."""
     db = tmp_path / "sweeps" / "optuna.db"
-    command = [*SPACE, "trainer.max_epochs=25", "hydra.sweeper.pruner.name=none", "hydra.sweeper.n_trials=3",
-               "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", "tracking.enabled=false"]
+    epochs = 25
+    uri = empty_store(tmp_path / "mlruns")
+    command = [*SPACE, f"trainer.max_epochs={epochs}", "trainer.patience=null", "hydra.sweeper.pruner.name=none",
+               "hydra.sweeper.n_trials=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", f"tracking.uri={uri}"]
 
     def first_trial_running() -> bool:
         try:
             trials = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{db}").trials
         except Exception:  # no study yet, or the sweeper is creating the schema right now: poll again
             return False
-        return bool(trials) and bool(trials[0].intermediate_values)
+        return bool(trials) and len(trials[0].intermediate_values) >= 3
 
     proc = _popen(tmp_path, *command, sweep=True)
     try:
@@ -183,8 +213,13 @@ def test_a_worker_process_that_dies_fails_its_trial_and_the_sweep_goes_on(tmp_pa
             proc.kill()
     assert rc == 0, err[-3000:]
     trials = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{db}").trials
-    assert trials[0].state == TrialState.FAIL and "worker process died" in trials[0].user_attrs["fail_reason"]
-    assert [t.state for t in trials[1:]] == [TrialState.COMPLETE, TrialState.COMPLETE]  # a fresh pool
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3  # n_trials, the killed one counted once
+    assert trials[0].user_attrs["continued"] == 1 and sorted(trials[0].intermediate_values) == list(range(epochs))
+    run, steps = _trial_run(uri, 0)  # the killed trial's params finished in its continued MLflow run
+    assert run.info.status == "FINISHED" and steps == list(range(epochs))
+    resumed_from = int(run.data.tags["resumed_from_epoch"])
+    assert resumed_from >= 1
+    assert _epochs_trained(tmp_path) <= 3 * epochs + 1 < 3 * epochs + resumed_from + 1
 
 
 # --- (c) three workers on one study ------------------------------------------------------------------

@@ -162,7 +162,10 @@ def out_of_memory_error(cfg: DictConfig, device: torch.device, exc: BaseExceptio
 
 
 def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> float:
-    """Train one model as `cfg` says; return the objective (best validation loss by default)."""
+    """Train one model as `cfg` says; return the objective (best validation loss by default).
+
+    `callbacks(epoch, metrics)` run after each epoch; a resumed run first replays the checkpointed
+    epochs to them, so a callback must ignore an epoch it has seen (the Optuna reporter does)."""
     validate(cfg)
     objective_names(cfg.get("objective", "val_loss"))  # an unknown objective fails before any work
     seed_everything(cfg.seed)
@@ -246,6 +249,10 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
     log.info("training: %d train / %d val series, %s parameters, %s, MLflow run %s", len(data.train), len(data.val),
              f"{params['n_parameters']:,}", device, run_id)
     try:
+        if resume_state:  # callbacks see the checkpointed epochs too (e.g. the one a crash cut off)
+            for entry in resume_state["loop"]["history"]:
+                for callback in callbacks:
+                    callback(entry["epoch"], {k: v for k, v in entry.items() if k != "epoch"})
         result = fit(model, optimizer, train_loader, val_loader, max_epochs=cfg.trainer.max_epochs,
                      device=device, patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
                      precision=precision, checkpointer=checkpointer, resume_from=resume_state,

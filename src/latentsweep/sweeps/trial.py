@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import optuna
 from omegaconf import DictConfig
@@ -32,13 +32,14 @@ PRUNE_METRIC = "val_loss"  # what the loop reports every epoch; lower is better
 class PruningCallback:
     """`fit` callback: `trial.report(val_loss, epoch)`, raise `optuna.TrialPruned` when told to."""
 
-    def __init__(self, trial: optuna.trial.Trial, metric: str = PRUNE_METRIC):
+    def __init__(self, trial: optuna.trial.Trial, metric: str = PRUNE_METRIC, reported: Iterable[int] = ()):
         self.trial = trial
         self.metric = metric
+        self.reported = set(reported)  # epochs a killed earlier attempt of this trial already reported
 
     def __call__(self, epoch: int, metrics: dict) -> None:
         value = metrics.get(self.metric)
-        if value is None or not math.isfinite(float(value)):
+        if value is None or not math.isfinite(float(value)) or epoch in self.reported:
             return
         self.trial.report(float(value), epoch)
         if self.trial.should_prune():
@@ -70,4 +71,4 @@ def sweep_callbacks(cfg: DictConfig) -> list[Callable[[int, dict], None]]:
     if objective_names(cfg.get("objective", "val_loss")) != [PRUNE_METRIC]:
         log.info("objective %s is not val_loss: this trial is not pruned", cfg.get("objective"))
         return []
-    return [PruningCallback(trial)]
+    return [PruningCallback(trial, reported=storage.get_trial(int(sweep.trial_id)).intermediate_values)]
