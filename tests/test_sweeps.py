@@ -191,7 +191,7 @@ def test_two_workers_share_one_study(tmp_path):
     assert sorted(int(r.data.tags["optuna_trial"]) for r in children) == [0, 1, 2, 3]
 
 
-def test_a_killed_sweeps_trial_is_failed_as_stale_and_the_rerun_finishes_the_study(tmp_path):
+def test_a_killed_sweeps_trial_continues_when_stale_and_the_rerun_finishes_the_study(tmp_path):
     common = ["model.cell=choice(gru,lstm)", "tracking.enabled=false", "hydra.sweeper.heartbeat_interval=1"]
     proc = run_sweep(tmp_path, *common, "hydra.sweeper.n_trials=2", "trainer.max_epochs=500", "trainer.patience=null",
                      wait=False)  # no early stopping: the trial must still be running when killed
@@ -215,7 +215,9 @@ def test_a_killed_sweeps_trial_is_failed_as_stale_and_the_rerun_finishes_the_stu
     time.sleep(2.5)  # past the grace period (2 x heartbeat_interval)
     run_sweep(tmp_path, *common, "hydra.sweeper.n_trials=2", "trainer.max_epochs=1")
     trials = load(tmp_path).trials
-    assert trials[0].state == TrialState.FAIL  # the killed one, no longer RUNNING
+    # the killed one, no longer RUNNING: continued from its checkpoint (already past the rerun's
+    # one epoch, so it completes at once), counted once towards n_trials
+    assert trials[0].state == TrialState.COMPLETE and trials[0].user_attrs["continued"] == 1
     assert [t.number for t in trials] == [0, 1] and trials[1].state == TrialState.COMPLETE
 
 
