@@ -98,22 +98,28 @@ def _simulate(n_gpus: int, per_gpu: int, n_trials: int, seed: int, place) -> int
     return worst
 
 
+def _slot_placer(n_gpus: int, per_gpu: int):
+    """`place` for `_simulate` by GpuSlots, checking that a trial started while every other worker
+    is busy goes to the GPU of the trial that just ended."""
+    slots = GpuSlots(n_gpus)
+    ended: list[int] = []
+
+    def place(job, running):
+        for gone in [j for j in slots.gpu_of if j not in running]:
+            ended.append(slots.gpu_of[gone])
+            slots.release(gone)
+        gpu = int(slots.take(job).split(":")[1])
+        if len(running) == n_gpus * per_gpu - 1 and ended:  # every other worker busy
+            assert gpu == ended[-1], "the new trial did not go to the GPU that just freed"
+        return gpu
+
+    return place
+
+
 def test_a_new_trial_goes_to_the_gpu_that_freed_whatever_the_finish_order():
     for seed in range(50):
         n_gpus, per_gpu = 1 + seed % 4, 1 + seed % 5
-        slots = GpuSlots(n_gpus)
-        ended: list[int] = []
-
-        def place(job, running):
-            for gone in [j for j in slots.gpu_of if j not in running]:
-                ended.append(slots.gpu_of[gone])
-                slots.release(gone)
-            gpu = int(slots.take(job).split(":")[1])
-            if len(running) == n_gpus * per_gpu - 1 and ended:  # every other worker busy
-                assert gpu == ended[-1], "the new trial did not go to the GPU that just freed"
-            return gpu
-
-        assert _simulate(n_gpus, per_gpu, 60, seed, place) <= per_gpu
+        assert _simulate(n_gpus, per_gpu, 60, seed, _slot_placer(n_gpus, per_gpu)) <= per_gpu
 
 
 def test_job_number_mod_gpus_overfills_a_gpu_when_trials_end_out_of_order():
