@@ -143,3 +143,52 @@ def test_make_ui_and_dashboard_bind_loopback_by_default(target, port):
     wanted = subprocess.run(["make", "-s", "-n", "-C", str(ROOT), target, "HOST=0.0.0.0"], capture_output=True,
                             text=True, env=env, check=True).stdout
     assert "--host 0.0.0.0" in wanted  # opening it up stays an explicit choice on the command line
+
+
+# --- config can't run arbitrary code: every dotted path from config goes through the whitelist ---
+
+UNCHECKED_LOOKUPS = {"get_method", "get_class", "get_object", "_locate", "import_module", "locate"}
+
+
+def scan_execution(source: str, filename: str = "<src>") -> list[str]:
+    """Dotted-path lookups that bypass Hydra's execution whitelist, as 'file:line: what'."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        where = f"{filename}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.ImportFrom):
+            found += [f"{where}: from {node.module} import {a.name}" for a in node.names
+                      if a.name in UNCHECKED_LOOKUPS and (node.module or "").startswith(("hydra", "importlib", "pydoc"))]
+        elif isinstance(node, ast.Call):
+            name = _dotted(node.func)
+            attr = name.rpartition(".")[2]
+            if attr in UNCHECKED_LOOKUPS and name.split(".")[0] in ("hydra", "importlib", "pydoc", attr):
+                found.append(f"{where}: {name}()")
+            if attr == "instantiate" and _kw(node, "_execution_whitelist_") is None:
+                found.append(f"{where}: {name}() without _execution_whitelist_")
+    return found
+
+
+def test_the_execution_scanner_catches_every_pattern():
+    bad = '''
+from hydra.utils import get_method, instantiate
+import hydra, importlib
+get_method(cfg.custom_search_space)
+hydra.utils.get_class(path)
+importlib.import_module(name)
+instantiate(cfg.model)
+hydra.utils.instantiate({"_target_": path, "_partial_": True})
+'''
+    found = scan_execution(bad)
+    assert len(found) == 6, "\n".join(found)
+    good = '''
+from hydra.utils import instantiate
+instantiate(cfg, _execution_whitelist_=("latentsweep.models.*",))
+importlib.util.find_spec("aeon")
+'''
+    assert scan_execution(good) == []
+
+
+def test_our_code_resolves_config_targets_only_through_the_whitelist():
+    """README: a config cannot run arbitrary code (custom_search_space included)."""
+    found = [hit for f in _our_files() for hit in scan_execution(f.read_text(), str(f.relative_to(ROOT)))]
+    assert found == [], "config-controlled lookups outside the execution whitelist:\n" + "\n".join(found)
