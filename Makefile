@@ -55,7 +55,7 @@ bench: ## full benchmarks (sized for a GPU box); figures -> benchmarks/results/b
 gpu-check: ## CUDA tests + trials-per-GPU table (needs a CUDA GPU, < 5 min; fails without one)
 	$(PY) -m benchmarks.gpu_check --require-cuda && $(PY) -m pytest -q -m gpu tests && $(PY) -m benchmarks.gpu_check
 
-gpu-baseline: ## the CPU side of gpu-check's "vs CPU" ratios: the same sweep here (~3 min on 2 cores)
+gpu-baseline: ## the CPU side of gpu-check's "vs CPU" ratios: its 16-trial sweep on this CPU -> benchmarks/results/gpu-baseline/
 	$(PY) -m benchmarks.gpu_check --cpu-baseline
 
 gpu-wheels: ## wheels for an offline GPU box (.whl/; then `bash benchmarks/gpu_box.sh` there)
