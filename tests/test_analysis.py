@@ -223,3 +223,16 @@ def test_a_collapsed_latent_scores_worse_not_better():
                          n_classes=4)
     assert on_good.accuracy == 1.0
     assert on_collapsed.accuracy == pytest.approx(on_collapsed.majority_accuracy)  # no better than guessing
+
+
+def test_a_collapsed_latent_is_reported_as_such_by_the_analysis():
+    """Clustering and the latent map of one point: no clusters (silhouette -1, NMI 0), no t-SNE crash."""
+    from latentsweep.analysis.report import embedding_figure
+
+    _, labels, good = _four_blobs()
+    collapsed = (1.0 + 1e-9 * good).astype(np.float32)
+    for scores in clustering_scores(collapsed, 4, labels).values():
+        assert scores.silhouette == -1.0 and scores.nmi == 0.0 and scores.ari == 0.0
+        assert len(np.unique(scores.assignments)) == 1
+    fig = embedding_figure(collapsed, labels, ["a", "b", "c", "d"], colour_by="label")
+    assert "collapsed" in fig._suptitle.get_text()

@@ -202,6 +202,10 @@ def clustering_scores(x: np.ndarray, k: int, labels: np.ndarray | None = None, s
 
     z = standardize(x)
     out: dict[str, ClusterScores] = {}
+    if is_collapsed(x):  # one point: no clusters to find; scored like the silhouette objective (-1)
+        _check_k(len(x), k, "series")
+        none = np.zeros(len(x), dtype=np.int64)
+        return {m: ClusterScores(none, -1.0, *((0.0, 0.0) if labels is not None else ())) for m in methods}
     for method in methods:
         assignments = cluster(z, k, method, seed)
         scores = ClusterScores(assignments, silhouette(z, assignments, seed))

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..figures import plt  # pyplot with the headless Agg backend already selected
-from .metrics import ClusterScores, ProbeResult, standardize
+from .metrics import ClusterScores, ProbeResult, is_collapsed, standardize
 from .svm import SVMResult
 
 
@@ -40,6 +40,13 @@ def embedding_figure(latents: np.ndarray, colour_index: np.ndarray, names: Seque
     z = standardize(latents)
     n = len(z)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    if is_collapsed(latents):  # every series at one point: t-SNE would divide by zero (and crash)
+        for ax in axes:
+            ax.text(0.5, 0.5, "the latents collapsed to one point:\nnothing to embed",
+                    ha="center", va="center", transform=ax.transAxes)
+            ax.axis("off")
+        fig.suptitle(f"{title} — {n} series, {latents.shape[1]} dims, collapsed")
+        return fig
     if n >= 5 and z.shape[1] >= 2:
         perplexity = tsne_perplexity(n)
         emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(z)
