@@ -209,13 +209,15 @@ def cpu_baseline() -> dict:
     return result
 
 
-def sharing_table() -> dict:
+def sharing_table(save_as: str = "sharing") -> dict:
+    """The 1/8/16-trials-per-GPU table; each row is saved to `<save_as>.json` as it finishes."""
     rows, raw = [], {}
     for per_gpu in (1, 8, 16):  # 16 = trials_per_gpu's default: what `make sweep` does
         raw[per_gpu] = r = _sharing_sweep(f"trials_per_gpu={per_gpu}")
         rows.append([per_gpu, r["wall_s"], r["trials_per_hour"], r["epochs_per_s"], r["peak_mb_per_trial"],
                      f"{r['gpu_busy_pct']:.0f}%", r["failed_trials"]])
-        print(f"{per_gpu} per GPU: {r}", flush=True)  # partial figures survive a time-out
+        print(f"{per_gpu} per GPU: {r}", flush=True)  # partial figures survive a time-out, on screen ...
+        save_results(save_as, {"result": raw, "complete": per_gpu == 16})  # ... and in the file
     base = raw[1]["epochs_per_s"]
     print(f"{torch.cuda.get_device_name(0)}, {N_TRIALS} trials x {EPOCHS} epochs per row\n")
     print(table(["trials per GPU", "wall s", "trials/hour", "epochs/s (all)", "peak MB per trial", "GPU busy",
@@ -225,6 +227,7 @@ def sharing_table() -> dict:
     baseline = load_baseline()
     print(baseline_line(best, baseline))
     raw["cpu_baseline_file"] = str(BASELINE_FILE.relative_to(RESULTS_DIR.parents[1])) if baseline else None
+    save_results(save_as, {"result": raw, "complete": True})
     return raw
 
 
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"gpu-check: section {key} failed: {type(exc).__name__}: {str(exc)[:2000]}", flush=True)
         if isinstance(results[key], str):
             print(results[key])
-        if key != "batching_cuda" or key in failed:  # bench_batching saves batching-cuda.json itself
+        if key not in ("batching_cuda", "sharing") or key in failed:  # those two save their own files
             save_results(key.replace("_", "-"), {"result": results[key]})
     print(f"\nresults: {save_results('index', {'sections': list(results), 'failed': failed}).parent}/")
     if failed:

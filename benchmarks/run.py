@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
         if torch.cuda.is_available():
             from .gpu_check import sharing_table
 
-            timed("gpu", lambda: save_results("gpu-sharing", sharing_table()))
+            timed("gpu", sharing_table, save_as="gpu-sharing")
         else:
             print("\n### 6. GPU\n\nskipped: no CUDA device on this machine (`make gpu-check` on a GPU box)")
     if "memory" in sections:

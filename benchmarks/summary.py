@@ -71,6 +71,8 @@ def rows(folder: Path) -> list[list[str]]:
         best = max((r[k] for k in ("1", "8", "16") if k in r), key=lambda v: v["epochs_per_s"])
         ratio = best["epochs_per_s"] / r["1"]["epochs_per_s"]
         figure = f"{ratio:.1f}× the epochs/s of one trial — {_verdict(ratio >= 8)}"
+        if not sharing.get("complete", True):
+            figure += f" (partial: rows {', '.join(k for k in ('1', '8', '16') if k in r)} only)"
     out.append(["trials sharing one GPU (1 / 8 / 16 per GPU)", figure, "≥ 8× one trial", "`gpu-check/sharing.json`"])
     return out
 

@@ -161,3 +161,17 @@ def test_the_readme_benchmark_table_is_the_one_the_committed_results_give():
     assert shown == table(summary.HEADERS, summary.rows(folder)), (
         "README's benchmark table differs from the results files: paste `python -m benchmarks.summary` into it")
     assert summary.provenance(folder) in readme
+
+
+def test_the_gpu_row_reads_the_sharing_file_and_says_when_it_is_partial(tmp_path):
+    from benchmarks import summary
+
+    (tmp_path / "gpu-check").mkdir()
+    (tmp_path / "bench-quick").mkdir()
+    rows = {"1": {"epochs_per_s": 2.0}, "8": {"epochs_per_s": 12.0}}
+    (tmp_path / "gpu-check" / "sharing.json").write_text(json.dumps({"result": rows, "complete": False}))
+    gpu_row = summary.rows(tmp_path / "bench-quick")[-1]
+    assert gpu_row[1] == "6.0× the epochs/s of one trial — MISSED (partial: rows 1, 8 only)"
+    rows["16"] = {"epochs_per_s": 20.0}
+    (tmp_path / "gpu-check" / "sharing.json").write_text(json.dumps({"result": rows, "complete": True}))
+    assert summary.rows(tmp_path / "bench-quick")[-1][1] == "10.0× the epochs/s of one trial — holds"
