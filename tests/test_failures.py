@@ -86,3 +86,37 @@ def test_a_space_where_every_sample_is_infeasible_is_hopeless():
     mixed.infeasible("x")
     mixed.infeasible("x")
     assert not mixed.hopeless(n_trials=20)  # the space has feasible points: constraints just prune it
+
+
+def test_stale_trials_continue_up_to_max_retries_then_fail(tmp_path):
+    """What a rerun does with the trials of a killed sweep (real SQLite study, real heartbeats)."""
+    import time
+    import warnings
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from latentsweep.sweeps import continuation
+    from latentsweep.sweeps.storage import make_storage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        storage = make_storage(f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=1)
+        study = optuna.create_study(study_name="s", storage=storage)
+        fresh, spent, unknown = study.ask(), study.ask(), study.ask()
+        continuation.record_launch(fresh, tmp_path / "ckpt-0")
+        continuation.record_launch(spent, tmp_path / "ckpt-1")
+        spent.set_user_attr(continuation.CONTINUED, 2)  # continued twice already
+        for trial in (fresh, spent, unknown):  # `unknown`: launched by a sweeper without continuation
+            storage.record_heartbeat(trial._trial_id)
+        time.sleep(2.2)  # SQLite keeps heartbeats to the second: past the 1 s grace period
+
+        claimed = continuation.take_over_stale(study, max_retries=2)
+    assert [t.number for t in claimed] == [fresh.number]
+    assert claimed[0].user_attrs[continuation.CONTINUED] == 1 and claimed[0].state == TrialState.RUNNING
+    assert continuation.resume_overrides(claimed[0]) == [f"++trainer.checkpoint_dir='{tmp_path / 'ckpt-0'}'"]
+    trials = {t.number: t for t in study.trials}
+    assert trials[spent.number].state == TrialState.FAIL and "continued 2 times" in trials[spent.number].user_attrs[
+        "fail_reason"]
+    assert trials[unknown.number].state == TrialState.FAIL
+    assert continuation.take_over_stale(study, max_retries=2) == []  # claimed: a fresh heartbeat, not stale
