@@ -299,6 +299,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
                 if to_continue:
                     frozen = to_continue.popleft()
                     in_flight[frozen._trial_id] = optuna.Trial(study, frozen._trial_id)
+                    if parent and continuation.last_epoch(frozen) is None:
+                        self._end_first_attempt_run(uri, parent, frozen.number)
                     log.info("continuing trial %d (attempt %d) from %s", frozen.number,
                              frozen.user_attrs.get(continuation.CONTINUED, 0) + 1,
                              f"epoch {continuation.last_epoch(frozen)}" if continuation.last_epoch(frozen)
@@ -400,6 +402,18 @@ class LatentSweepImpl(OptunaSweeperImpl):
         study.tell(trial, state=TrialState.FAIL)
         done.append(TrialState.FAIL)
         infeasible.infeasible(str(exc))
+
+    @staticmethod
+    def _end_first_attempt_run(uri: str | None, parent: str, number: int) -> None:
+        """A trial killed before its first checkpoint starts again in a new MLflow run (nothing
+        names the old one to continue): end the old one KILLED, so it does not stay RUNNING."""
+        try:
+            old = tracking.find_trial_run(uri, parent, number)
+            if old:
+                tracking.finish_sweep_run(uri, old, metrics={}, tags={"killed": "before its first checkpoint"},
+                                          status="KILLED")
+        except Exception as exc:  # the store is flaky: the trial runs anyway
+            log.warning("could not end trial %d's first MLflow run: %s", number, exc)
 
     def _continues(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> bool:
         """A trial whose process died runs again from its checkpoint, up to max_retries times."""
