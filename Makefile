@@ -31,7 +31,7 @@ lint: ## ruff
 train: ## train the default model once (add ARGS="model=rnn_ae trainer.max_epochs=5")
 	$(PY) train.py $(ARGS)
 
-sweep: ## Optuna sweep, trials in parallel sized to this machine (ARGS="model=conv_ae ...")
+sweep: ## Optuna sweep, trials in parallel sized to this machine (ARGS="model=conv_ae ..." or ARGS="'model=choice(rnn_ae,conv_ae)'")
 	$(PY) train.py -m hydra/sweeper=optuna hydra/launcher=trials $(ARGS)
 
 analyze: ## latent-space analysis of the best model (ARGS="run=<mlflow run id>")

@@ -3,7 +3,9 @@
 Each objective is a function of the finished run (best model, data, loop result) plus a
 direction; sweeps read the direction from here so `objective=...` is the only switch.
 
-- `objective=val_loss` (default), `silhouette`, `probe_accuracy`, `latent_dim`, `n_parameters`.
+- `objective=val_loss` (default), `recon_mse`, `silhouette`, `probe_accuracy`, `latent_dim`, `n_parameters`.
+  `recon_mse` (validation MSE at each series' own length, deterministic latent) is what a family
+  sweep selects on, as it means the same for every model family.
 - With `task=classify`: `val_macro_f1`, `val_accuracy` (maximised).
 - `silhouette@<k>`: k-means with k clusters (default k: the number of classes).
 - Several objectives (a Pareto front): `objective=[val_loss,latent_dim]` (a Hydra list; the
@@ -68,6 +70,14 @@ def _probe_accuracy(**context: Any) -> float:
                  n_classes=data.spec.n_classes).accuracy
 
 
+def _recon_mse(*, model: Any, data: Any, device: Any = None, **_: Any) -> float:
+    """Validation reconstruction MSE at each series' own length: comparable across model families
+    (vrae's ELBO and BCE losses, resampled fixed-length inputs all scored the same way)."""
+    from .analysis.latents import native_reconstruction_mse
+
+    return native_reconstruction_mse(model, data.val, data.val_reference, device=device)
+
+
 def _latent_dim(**context: Any) -> float:
     """Size of the representation (for a reconstruction-vs-compactness Pareto front)."""
     return float(_latents(context, "val").shape[1])
@@ -90,6 +100,7 @@ def _best_epoch_score(metric: str) -> Callable[..., float]:
 
 OBJECTIVES: dict[str, Objective] = {
     "val_loss": Objective("minimize", _best_val_loss),
+    "recon_mse": Objective("minimize", _recon_mse),  # the family sweep's default: comparable across models
     "silhouette": Objective("maximize", _silhouette, takes_k=True),
     "probe_accuracy": Objective("maximize", _probe_accuracy, needs_labels=True),
     "latent_dim": Objective("minimize", _latent_dim),

@@ -46,7 +46,8 @@ def load_data(data_cfg: DictConfig, seed: int) -> PreparedData:
         raise
     return prepare(raw, min_length=data_cfg.min_length, val_fraction=data_cfg.val_fraction, seed=seed,
                    normalize=data_cfg.normalize, fixed_length=data_cfg.fixed_length,
-                   drop_nonfinite=data_cfg.drop_nonfinite, test_fraction=data_cfg.get("test_fraction", 0.0))
+                   drop_nonfinite=data_cfg.drop_nonfinite, test_fraction=data_cfg.get("test_fraction", 0.0),
+                   fixed_length_if_variable=data_cfg.get("fixed_length_if_variable"))
 
 
 def make_loaders(data: PreparedData, data_cfg: DictConfig, seed: int,

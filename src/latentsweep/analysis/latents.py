@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from ..data import BatchLoader, BucketBatchSampler, PreparedData, SeriesSet, collate
+from ..data.prepare import resample
 from ..models.losses import per_series_reconstruction_error
 
 LATENT_PREFIX = "z"
@@ -74,6 +75,33 @@ def reconstruct_series(model, series: SeriesSet, indices: list[int],
     batch = collate(series.to("cpu"), indices).to(device)
     recon = model.reconstruct(batch).float().cpu()
     return [recon[j, : int(n)] for j, n in enumerate(batch.lengths.tolist())]
+
+
+@torch.no_grad()
+def native_reconstruction_mse(model, series: SeriesSet, native: SeriesSet, *, batch_size: int = 256,
+                              device: torch.device | str | None = None) -> float:
+    """Mean per-series MSE of the reconstructions against `native`, each at its own length.
+
+    `series` is what the model reads (resampled to data.fixed_length, or the same as `native`);
+    a reconstruction is resampled back to its series' own length before it is scored, and the
+    latent is the deterministic one (a VAE's posterior mean), so the number means the same for
+    every model family: the `recon_mse` objective of family sweeps.
+    """
+    device = torch.device(device) if device is not None else _device_of(model)
+    loader = BatchLoader(series, BucketBatchSampler(series.lengths, batch_size, mode="bucket",
+                                                    shuffle=False), device)
+    was_training = model.training
+    model.eval()
+    errors = np.zeros(len(series), dtype=np.float64)
+    try:
+        for batch in loader:
+            recon = model.output_to_values(model.decode(model.get_latent(batch), batch.lengths)).float().cpu()
+            for j, (i, n) in enumerate(zip(batch.index.tolist(), batch.lengths.tolist())):
+                target = native[i].float().cpu()
+                errors[i] = float(((resample(recon[j, :n], len(target)) - target) ** 2).mean())
+    finally:
+        model.train(was_training)
+    return float(errors.mean())
 
 
 def splits_of(data: PreparedData) -> list[tuple[str, SeriesSet]]:

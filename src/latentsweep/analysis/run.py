@@ -108,11 +108,23 @@ def _task_of(run: Any) -> str:
     return str(run.params.get("task.name", "reconstruct"))
 
 
+FAMILY_WINNER = "families"  # a family sweep registers its overall winner as latentsweep-families@best
+DEFAULT_MODEL = "rnn_ae"  # model_name=auto without a family sweep's winner
+
+
 def resolve_model(cfg: DictConfig, uri: str) -> ModelSource:
-    """`run=<id>`, else the registry's `latentsweep-<model>@<alias>`, else the best finished run."""
+    """`run=<id>`, else the registry's `latentsweep-<model>@<alias>`, else the best finished run.
+
+    `model_name=auto` (the default): a family sweep's winner (`latentsweep-families@<alias>`), else
+    as `model_name=rnn_ae`.
+    """
     if cfg.run:
         loaded, config = tracking.load_model(str(cfg.run), uri)
         return ModelSource(str(cfg.run), loaded, config, f"run {cfg.run}")
+    if cfg.model_name == "auto":
+        if tracking.registered_version(uri, f"{REGISTRY_PREFIX}{FAMILY_WINNER}", str(cfg.alias)) is not None:
+            return _from_registry(uri, FAMILY_WINNER, str(cfg.alias))
+        cfg = OmegaConf.merge(cfg, {"model_name": DEFAULT_MODEL})
     if cfg.model_name:
         found = _from_registry(uri, str(cfg.model_name), str(cfg.alias))
         if found is not None:

@@ -68,6 +68,10 @@ class DataConfig:
     min_length: int = 8
     normalize: str = "global"  # none | zscore (per series) | global | minmax
     fixed_length: int | None = None
+    # Resample to this many steps only when the series' lengths differ (and fixed_length is null):
+    # what the search files of fixed-length families (conv, MLP, highway) search, so they take
+    # variable-length data in a family sweep and leave equal-length data (images, ArrowHead) alone.
+    fixed_length_if_variable: int | None = None
     drop_nonfinite: bool = False
     on_device: bool = True  # keep the data set on the GPU when training there
 
@@ -85,6 +89,8 @@ class DataConfig:
         checks.positive("data.min_length", self.min_length)
         checks.one_of("data.normalize", self.normalize, ("none", "zscore", "global", "minmax"))
         checks.positive("data.fixed_length", self.fixed_length, allow_none=True, upper=10_000_000)
+        checks.positive("data.fixed_length_if_variable", self.fixed_length_if_variable, allow_none=True,
+                        upper=10_000_000)
 
 
 COMMON_DATA_FIELDS = frozenset(DataConfig.__dataclass_fields__)

@@ -39,6 +39,13 @@ class PreparedData:
     spec: DataSpec
     report: dict  # what preparation dropped/changed, logged as run parameters
     test: SeriesSet | None = None  # held out: never read by training or selection, scored by analyze.py
+    # The validation series at their own lengths (before data.fixed_length), normalised like the
+    # training data: the reference of the `recon_mse` objective, which compares model families.
+    val_native: SeriesSet | None = None
+
+    @property
+    def val_reference(self) -> SeriesSet:
+        return self.val_native if self.val_native is not None else self.val
 
 
 def _handle_nonfinite(data: SeriesSet, drop: bool) -> tuple[SeriesSet, int]:
@@ -214,7 +221,8 @@ def prepare_inputs(config: Mapping[str, Any], series: Sequence) -> SeriesSet:
 
 def prepare(data: SeriesSet, *, min_length: int = 2, val_fraction: float = 0.2, seed: int = 0,
             normalize: str = "global", fixed_length: int | None = None,
-            drop_nonfinite: bool = False, test_fraction: float = 0.0) -> PreparedData:
+            drop_nonfinite: bool = False, test_fraction: float = 0.0,
+            fixed_length_if_variable: int | None = None) -> PreparedData:
     """Check, filter, split and normalise `data`; every problem is a one-line DataError."""
     if len(data) == 0:
         raise DataError("the data source returned no series — check data.path / the source settings")
@@ -229,11 +237,21 @@ def prepare(data: SeriesSet, *, min_length: int = 2, val_fraction: float = 0.2, 
         log.warning("dropped %d of %d series shorter than data.min_length=%d",
                     n_short, len(data), min_length)
         data = data.subset(keep)
+    native = data
+    if fixed_length is None and fixed_length_if_variable is not None and len(set(data.lengths.tolist())) > 1:
+        fixed_length = int(fixed_length_if_variable)  # a fixed-length model on variable-length series
     if fixed_length is not None:
         data = data.with_series([resample(s, fixed_length) for s in data.series_list()])
     train_idx, val_idx, test_idx = _split(data, val_fraction, seed, test_fraction)
     parts = [data.subset(train_idx), data.subset(val_idx)] + ([data.subset(test_idx)] if test_idx else [])
-    parts, stats = _normalise(parts, normalize)
+    # Statistics come from the training series at their own lengths, so a resampled (fixed-length)
+    # run and a variable-length run of one data set normalise the same way and their `recon_mse`
+    # objectives compare.
+    parts, stats = _normalise([native.subset(train_idx), *parts], normalize)
+    parts = parts[1:]
+    val_native = None
+    if fixed_length is not None:
+        (_, val_native), _ = _normalise([native.subset(train_idx), native.subset(val_idx)], normalize)
     train, val = parts[0], parts[1]
     test = parts[2] if test_idx else None
     # Shapes (lengths) count every split, so a model built here can encode TEST at analysis time;
@@ -258,4 +276,4 @@ def prepare(data: SeriesSet, *, min_length: int = 2, val_fraction: float = 0.2, 
     report = {"n_train": len(train), "n_val": len(val), "n_test": len(test) if test is not None else 0,
               "dropped_short": n_short, "dropped_nonfinite_steps": n_nonfinite, "normalize_stats": stats,
               "preprocess": preprocess}
-    return PreparedData(train, val, spec, report, test)
+    return PreparedData(train, val, spec, report, test, val_native)

@@ -24,9 +24,37 @@ def _int_or(value: Any, default: int) -> int:
     return default if value in (None, "auto") else int(value)
 
 
+class _SameFamily:
+    """The study as a pruner sees it, holding only the trials of one model family."""
+
+    def __init__(self, study: optuna.Study, family: Any) -> None:
+        self._study, self._family = study, family
+
+    def get_trials(self, *args: Any, **kwargs: Any) -> list:
+        return [t for t in self._study.get_trials(*args, **kwargs) if t.params.get("model") == self._family]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+
+class PerFamilyPruner(optuna.pruners.BasePruner):
+    """Family sweeps: a trial is compared only with trials of its own family (Optuna parameter
+    `model`), whose per-epoch val_loss is the same quantity (vrae's ELBO is not an MSE).
+    Median and successive halving honour it; hyperband's brackets see the whole study."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner) -> None:
+        self.inner = inner
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return self.inner.prune(_SameFamily(study, trial.params.get("model")), trial)
+
+
 def make_pruner(cfg: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
-    """`hydra.sweeper.pruner` ({name, n_startup_trials, ...}) -> an Optuna pruner."""
+    """`hydra.sweeper.pruner` ({name, n_startup_trials, ...}) -> an Optuna pruner; `per_family: true`
+    (set by family sweeps) compares trials within their model family only."""
     cfg = dict(cfg or {})
+    if cfg.pop("per_family", False):
+        return PerFamilyPruner(make_pruner(cfg))
     name = str(cfg.get("name") or "none").lower()
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=int(cfg.get("n_startup_trials", 4)),

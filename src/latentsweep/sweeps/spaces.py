@@ -132,7 +132,7 @@ latent_within_d_model = capped("model.latent_dim", "model.d_model")  # transform
 
 def latent_within_input(cfg: DictConfig, trial: Trial, space: Mapping[str, BaseDistribution] | None = None) -> None:
     """mlp_ae: latent_dim at most the flattened input (data.fixed_length x data.n_channels, when known)."""
-    length = _bound(cfg, trial, "data.fixed_length")
+    length = _bound(cfg, trial, "data.fixed_length") or _bound(cfg, trial, "data.fixed_length_if_variable")
     channels = _bound(cfg, trial, "data.n_channels") or 1
     suggest_capped(trial, space or {}, "model.latent_dim", length * channels if length else None,
                    "the flattened input size")
@@ -143,7 +143,7 @@ latent_within_input.samples = ("model.latent_dim",)  # type: ignore[attr-defined
 
 def blocks_within_length(cfg: DictConfig, trial: Trial, space: Mapping[str, BaseDistribution] | None = None) -> None:
     """conv_ae: n_blocks such that stride**n_blocks <= data.fixed_length (each block divides time)."""
-    length = _bound(cfg, trial, "data.fixed_length")
+    length = _bound(cfg, trial, "data.fixed_length") or _bound(cfg, trial, "data.fixed_length_if_variable")
     stride = _bound(cfg, trial, "model.stride") or 2
     bound = None
     if length and stride > 1:

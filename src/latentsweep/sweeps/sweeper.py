@@ -11,7 +11,9 @@ grid handling. Added here:
 - `n_trials` is the study's target total: a rerun runs only what is missing (resume);
 - trials handed to the joblib launcher one per free worker, told as each ends (`sweeps.launching`);
 - a parent MLflow run per study with nested trial runs, figures, and the best model registered;
-  sweepers sharing a study share it, and the last one to finish ends it (`parent_run_status`).
+  sweepers sharing a study share it, and the last one to finish ends it (`parent_run_status`);
+- `model=choice(a,b,...)`: a family sweep, one conditional space over the families (`sweeps.families`),
+  ending with a leaderboard of the families' best trials (`sweeps.leaderboard`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
 from ..parallel import GpuSlots, available_cores, visible_gpus
-from . import continuation, failures, launching, spaces
+from . import continuation, failures, launching, leaderboard, spaces
+from . import families as fam
 from .heartbeat import Heartbeat
 from .pruners import make_pruner
 from .storage import ask_lock, make_storage, normalize_url, redact
@@ -129,6 +132,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
         self.min_trials_for_failure_rate = min_trials_for_failure_rate
         self.sampler_seed = sampler_seed
         self.max_retries = max_retries
+        self.family_search: fam.FamilySearch | None = None  # set when model=choice(...) sweeps families
 
     # --- set-up helpers -------------------------------------------------------------------------
     def _directions(self) -> list[str]:
@@ -145,8 +149,34 @@ class LatentSweepImpl(OptunaSweeperImpl):
                               f"({wanted}) — drop hydra.sweeper.direction (the objective decides)")
         return wanted
 
+    def _family_setup(self, arguments: list[str]) -> None:
+        """`model=choice(...)`: sample families and their own spaces (`sweeps.families`), select on a
+        comparable objective, prune within families, name the study `families-<data>`."""
+        families = fam.family_choices(arguments)
+        if not families:
+            return
+        self._process_searchspace_config()
+        loader = self.hydra_context.config_loader
+        self.family_search = fam.FamilySearch.compose(
+            families, lambda overrides: loader.load_sweep_config(self.config, overrides),
+            self._parse_sweeper_params_config(), arguments)
+        fam.use_comparable_objective(self.config)
+        choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
+        self.study_name = fam.family_study_name(str(self.study_name), choices)
+        self.sampler = fam.conditional_sampler(self.sampler)
+        self.pruner_cfg["per_family"] = True
+        log.info("family sweep over %s: study %s, objective %s", ", ".join(families), self.study_name,
+                 self.config.get("objective"))
+
+    def _configure_trials(self, trials, search_space_distributions, fixed_params, fixed_overrides):
+        if self.family_search is not None:
+            return [self.family_search.configure(trial) for trial in trials]
+        return super()._configure_trials(trials, search_space_distributions, fixed_params, fixed_overrides)
+
     def _search_space(self, arguments: list[str]):
         """(distributions, fixed params, fixed overrides, deferred names, extender)."""
+        if self.family_search is not None:  # each family's space is sampled in _configure_trials
+            return self.family_search.distributions(), {}, [], [], None
         file_lines, file_custom = spaces.search_file(self.config.get("search"))
         self._process_searchspace_config()
         lines = spaces.merge_overrides(file_lines, self._parse_sweeper_params_config(), arguments)
@@ -165,6 +195,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
         return 1 if type(self.launcher).__name__ == "BasicLauncher" else max(1, self.n_jobs)
 
     def _model_name(self) -> str:
+        if self.family_search is not None:
+            return "families"  # registry: latentsweep-families@best is the overall winner
         choices = OmegaConf.select(self.config, "hydra.runtime.choices", default={}) or {}
         return str(choices.get("model") or self.config.model._target_.rsplit(".", 1)[-1])
 
@@ -208,6 +240,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
 
     def _sweep(self, arguments: list[str]) -> None:
         cfg = self.config
+        self._family_setup(arguments)
         directions = self._directions()
         direction = directions[0] if len(directions) == 1 else "+".join(directions)
         if not self.storage:
@@ -220,6 +253,9 @@ class LatentSweepImpl(OptunaSweeperImpl):
                               "line — add one, e.g. 'model.latent_dim=choice(4,8,16)'")
 
         if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
+            if self.family_search is not None:
+                raise ConfigError("the grid sampler cannot sweep model families (each has its own space) — "
+                                  "use the default TPE sampler, or one model= per grid sweep")
             grid = {name: self._to_grid_sampler_choices(d) for name, d in dists.items()}
             self.sampler = self.sampler(grid)
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
@@ -264,6 +300,9 @@ class LatentSweepImpl(OptunaSweeperImpl):
         if parent:
             per_job += [f"++extra_tags.parent_run_id={_quote(parent)}", f"++extra_tags.optuna_study={_quote(name)}",
                         f"++tracking.uri={_quote(uri)}"]
+        if self.family_search is not None:
+            per_job.append(f"objective={_quote(cfg.objective)}" if isinstance(cfg.objective, str)
+                           else f"objective=[{','.join(map(str, cfg.objective))}]")
         if cfg.trainer.get("num_threads") is None and "trainer.num_threads" not in fixed:
             per_job.append(f"++trainer.num_threads={max(1, available_cores() // self._parallelism())}")
 
@@ -487,13 +526,19 @@ class LatentSweepImpl(OptunaSweeperImpl):
         if best and best_run and parent and self.register_best and status == "FINISHED":
             with ask_lock(url):  # two workers finishing together register one version
                 version = self._register(study, best, best_run, uri)
+        board = None
+        if self.family_search is not None:  # leaderboard + each family's best registered
+            board = self._family_board(study, trials, url, uri, register=bool(parent and self.register_best
+                                                                               and status == "FINISHED"))
         results = {"name": "optuna", "study_name": study.study_name, "storage": redact(url),
                    "n_trials": counts, "this_run": {s.name.lower(): done.count(s) for s in FINISHED},
                    "best_value": best.value if best else None, "best_params": dict(best.params) if best else None,
                    "best_trial": best.number if best else None, "best_mlflow_run": best_run,
                    "mlflow_parent_run": parent, "tracking_uri": uri,
                    "registered_model": f"{self._registry_name()}@best (v{version})" if version else None,
-                   **({"pareto_front": pareto} if multi else {})}
+                   **({"pareto_front": pareto} if multi else {}),
+                   **({"leaderboard": json.loads(board.to_json(orient="records")),
+                       "winning_family": leaderboard.winner(board)} if board is not None else {})}
         with contextlib.suppress(Exception):
             Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
             OmegaConf.save(OmegaConf.create(results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml")
@@ -503,6 +548,12 @@ class LatentSweepImpl(OptunaSweeperImpl):
                 log.info("MLflow parent run %s stays RUNNING: %d trials of the study still run in another "
                          "sweeper: the last one to finish ends it", parent, counts["running"])
             figures = self._figures(study)
+            texts = {"optimization_results.json": json.dumps(results, indent=1)}
+            if board is not None:
+                figures["figures/family_best_so_far.png"] = leaderboard.best_so_far_figure(
+                    trials, self.family_search.families, study.direction.name.lower(), str(self.config.objective))
+                texts["leaderboard.csv"] = board.to_csv(index=False)
+                texts["leaderboard.md"] = self._board_markdown(board, trials)
             try:
                 tracking.finish_sweep_run(
                     uri, parent,
@@ -510,8 +561,9 @@ class LatentSweepImpl(OptunaSweeperImpl):
                              **{f"n_{k}": v for k, v in counts.items()}},
                     tags={**({"best_params": json.dumps(best.params), "best_trial": best.number,
                               "best_run_id": best_run or ""} if best else {}),
-                          **({"pareto_trials": json.dumps([p["trial"] for p in pareto])} if multi else {})},
-                    figures=figures, texts={"optimization_results.json": json.dumps(results, indent=1)},
+                          **({"pareto_trials": json.dumps([p["trial"] for p in pareto])} if multi else {}),
+                          **({"winning_family": leaderboard.winner(board) or ""} if board is not None else {})},
+                    figures=figures, texts=texts,
                     status=end_as)
             except Exception as exc:
                 log.warning("could not finish the MLflow parent run %s: %s", parent, exc)
@@ -530,6 +582,9 @@ class LatentSweepImpl(OptunaSweeperImpl):
                       f"run {p['mlflow_run']}" for p in pareto]
         else:
             lines.append("no trial completed yet")
+        if board is not None:
+            lines += [f"winning family: {leaderboard.winner(board) or 'none yet'}", "",
+                      self._board_markdown(board, trials)]
         if parent:
             lines.append(f"MLflow: parent run {parent}, best model run {best_run} | store {uri}")
         if version:
@@ -538,21 +593,53 @@ class LatentSweepImpl(OptunaSweeperImpl):
             log_to_files(log, logging.INFO, line)
         print("\n".join(lines), flush=True)
 
-    def _register(self, study: optuna.Study, best: optuna.trial.FrozenTrial, best_run: str, uri: str | None):
-        """Register the best trial's model unless this very trial is already the registered one."""
+    def _register(self, study: optuna.Study, best: optuna.trial.FrozenTrial, best_run: str, uri: str | None,
+                  name: str | None = None, key: str = ""):
+        """Register the best trial's model unless this very trial is already the registered one.
+
+        `name` (default `latentsweep-<model>`) and `key` (suffix of the study attributes that remember
+        it) let a family sweep register each family's best next to the overall winner."""
+        name = name or self._registry_name()
         attrs = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs
-        if attrs.get("registered_best_trial") == best.number:
-            return attrs.get("registered_version")
+        if attrs.get(f"registered_best_trial{key}") == best.number:
+            return attrs.get(f"registered_version{key}")
         try:
             version = tracking.register_best_model(
-                uri, best_run, self._registry_name(), "best",
-                tags={"optuna_study": study.study_name, "optuna_trial": best.number, "value": best.value})
+                uri, best_run, name, "best",
+                tags={"optuna_study": study.study_name, "optuna_trial": best.number, "value": best.value,
+                      **({"family": fam.family_of(best)} if fam.family_of(best) else {})})
         except LatentSweepError as exc:
             log.warning("best model not registered: %s", exc)
             return None
-        study.set_user_attr("registered_best_trial", best.number)
-        study.set_user_attr("registered_version", version)
+        study.set_user_attr(f"registered_best_trial{key}", best.number)
+        study.set_user_attr(f"registered_version{key}", version)
         return version
+
+    def _family_board(self, study: optuna.Study, trials, url: str, uri: str | None, register: bool):
+        """The family leaderboard; with `register`, each family's best becomes `latentsweep-<family>@best`
+        (with `-<task>` for other tasks, as for one-model sweeps)."""
+        direction = study.direction.name.lower()
+        board = leaderboard.leaderboard(trials, self.family_search.families, direction,
+                                        run_link=lambda run_id: f"runs:/{run_id}")
+        if not register:
+            return board
+        suffix = self._registry_name()[len("latentsweep-families"):]
+        for _, row in board[board["objective"].notna()].iterrows():
+            best = next(t for t in trials if t.number == row["trial"])
+            run_id = best.user_attrs.get("mlflow_run_id")
+            if run_id:
+                name = f"latentsweep-{row['family']}{suffix}"
+                with ask_lock(url):
+                    version = self._register(study, best, run_id, uri, name=name, key=f"/{row['family']}")
+                if version:
+                    log.info("%s's best (trial %d) is models:/%s@best (version %s)", row["family"],
+                             best.number, name, version)
+        return board
+
+    def _board_markdown(self, board, trials) -> str:
+        budget = (f"{len(trials)} trials of n_trials={self.n_trials}, "
+                  f"trainer.max_epochs={self.config.trainer.get('max_epochs')}, study {self.study_name}")
+        return leaderboard.markdown(board, str(self.config.objective), budget)
 
     def _figures(self, study: optuna.Study) -> dict[str, Any]:
         """Optuna's matplotlib plots; each one is skipped (with a note) when the study cannot draw it."""

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from ..objectives import objective_names
 from .heartbeat import Heartbeat
-from .pruners import make_pruner
+from .pruners import PerFamilyPruner, make_pruner
 from .storage import make_storage
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,11 @@ def sweep_callbacks(cfg: DictConfig) -> list[Callable[[int, dict], None]]:
     # The pruner compares the reported values with the finished trials' objective values, so
     # epochs are reported (and pruned) only when the objective IS val_loss. Other objectives
     # (maximised, latent-based, several at once: Optuna cannot prune multi-objective studies) run
-    # every trial to the end.
-    if objective_names(cfg.get("objective", "val_loss")) != [PRUNE_METRIC]:
+    # every trial to the end. Family sweeps select on recon_mse but prune on val_loss, compared
+    # only among trials of one family (`PerFamilyPruner`).
+    names = objective_names(cfg.get("objective", "val_loss"))
+    per_family = isinstance(pruner, PerFamilyPruner) and len(names) == 1  # val_loss within a family
+    if names != [PRUNE_METRIC] and not per_family:
         log.info("objective %s is not val_loss: this trial is not pruned", cfg.get("objective"))
         return []
     return [PruningCallback(trial, reported=storage.get_trial(int(sweep.trial_id)).intermediate_values)]

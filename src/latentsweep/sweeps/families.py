@@ -1,0 +1,231 @@
+"""Family sweeps: `model=choice(rnn_ae,conv_ae,...)` searches model families and their sizes at once.
+
+Each trial first samples the family (Optuna parameter `model`), then only that family's own space:
+`conf/search/<family>.yaml` (+ `hydra.sweeper.params` + CLI sweeps), with its
+`custom_search_space` constraint. Parameters carry the family in their Optuna name
+(`conv_ae/model.base_channels`), so a conv trial never holds `model.cell` and Optuna sees a
+conditional space: with family-qualified names TPE's `multivariate` + `group` mode models each
+family's parameters together, within the trials of that family.
+
+Why compose each family's config (not just read its search file): a family's search file may
+declare the data settings it needs (conv/MLP/highway search `data.fixed_length`), and its
+constraints read bounds (`data.fixed_length`, `model.stride`) from that family's own config.
+
+Selection and pruning stay honest across families: the objective `val_loss` (each model's own
+loss: vrae's ELBO, BCE or MSE, on resampled or native-length series) is replaced by `recon_mse`
+(validation MSE at each series' own length, deterministic latent), which means the same for every
+family; pruning compares a trial's per-epoch val_loss only with trials of its own family.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep
+from hydra.utils import get_method
+from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+from omegaconf import DictConfig, flag_override
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+
+from ..errors import ConfigError
+from . import spaces
+
+log = logging.getLogger("latentsweep.sweeps")
+
+FAMILY_PARAM = "model"  # the Optuna parameter holding a trial's family
+COMPARABLE_OBJECTIVE = "recon_mse"  # what a family sweep selects on instead of each model's own val_loss
+REGISTRY_NAME = "latentsweep-families"  # the overall winner, which `python analyze.py` takes by default
+
+
+def family_choices(arguments: Iterable[str]) -> list[str] | None:
+    """The families of a `model=choice(a,b)` (or `model=a,b`) sweep on the command line, else None."""
+    arguments = list(arguments)
+    for override in OverridesParser.create().parse_overrides(arguments):
+        if override.get_key_element().lstrip("+~") != FAMILY_PARAM or not override.is_sweep_override():
+            continue
+        if not isinstance(override.value(), ChoiceSweep):
+            raise ConfigError(f"{override.input_line}: a model family sweep takes a list — e.g. "
+                              "'model=choice(rnn_ae,conv_ae,transformer_ae)'")
+        families = list(dict.fromkeys(str(v) for v in override.sweep_string_iterator()))
+        return families if len(families) > 1 else None
+    return None
+
+
+def without_family(arguments: Iterable[str]) -> list[str]:
+    """`arguments` minus the `model=choice(...)` sweep (the families are sampled on their own)."""
+    parser = OverridesParser.create()
+    arguments = list(arguments)
+    return [line for line, parsed in zip(arguments, parser.parse_overrides(arguments))
+            if parsed.get_key_element().lstrip("+~") != FAMILY_PARAM]
+
+
+def family_study_name(study_name: str, choices: Mapping[str, Any]) -> str:
+    """`families-<data>[-task]` when the study name is the default `<model>-<data>[-task]`; a name the
+    user chose stays."""
+    model, data = choices.get("model"), choices.get("data")
+    prefix = f"{model}-{data}"
+    if model and data and study_name.startswith(prefix):
+        return f"families-{data}{study_name[len(prefix):]}"
+    return study_name
+
+
+def conditional_sampler(sampler: Any) -> Any:
+    """TPE in its conditional mode (`multivariate` + `group`): each family's parameters are modelled
+    jointly within that family's trials. Other samplers are kept as they are."""
+    if not isinstance(sampler, optuna.samplers.TPESampler) or getattr(sampler, "_group", False):
+        return sampler
+    return optuna.samplers.TPESampler(n_startup_trials=sampler._n_startup_trials, multivariate=True, group=True,
+                                      constant_liar=sampler._constant_liar, warn_independent_sampling=False,
+                                      seed=None)  # the sweeper reseeds before every ask
+
+
+class FamilyTrial:
+    """A view of an Optuna trial in which one family's parameters have their plain names.
+
+    Constraint functions (`custom_search_space`) read `trial.params["model.hidden_size"]` and call
+    `trial._suggest("model.latent_dim", ...)`; through this view they sample `<family>/<key>`.
+    """
+
+    def __init__(self, trial: optuna.Trial, family: str) -> None:
+        self._trial, self._prefix = trial, f"{family}/"
+
+    def _strip(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
+        n = len(self._prefix)
+        return {k[n:]: v for k, v in mapping.items() if k.startswith(self._prefix)}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self._strip(self._trial.params)
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        return self._strip(self._trial.user_attrs)
+
+    def _suggest(self, name: str, distribution: BaseDistribution) -> Any:
+        return self._trial._suggest(self._prefix + name, distribution)
+
+    def suggest_float(self, name: str, *args: Any, **kwargs: Any) -> float:
+        return self._trial.suggest_float(self._prefix + name, *args, **kwargs)
+
+    def suggest_int(self, name: str, *args: Any, **kwargs: Any) -> int:
+        return self._trial.suggest_int(self._prefix + name, *args, **kwargs)
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self._trial.suggest_categorical(self._prefix + name, choices)
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        self._trial.set_user_attr(self._prefix + key, value)
+
+    def __getattr__(self, name: str) -> Any:  # number, report, should_prune, ...
+        return getattr(self._trial, name)
+
+
+@dataclass
+class FamilySpace:
+    """One family's search space, as the sweeper builds it for a single-model sweep."""
+
+    family: str
+    free: dict[str, BaseDistribution]  # sampled first
+    fixed: dict[str, Any]  # fixed values (search file or CLI), passed to every trial of the family
+    fixed_overrides: list[str]
+    extender: Any  # the family's custom_search_space (samples `deferred` after `free`), or None
+    config: DictConfig  # the family's composed config: bounds for its constraints
+
+    @property
+    def size(self) -> int:
+        return len(self.free) + len(getattr(getattr(self.extender, "func", self.extender), "samples", ()))
+
+
+def family_space(family: str, config: DictConfig, sweeper_params: list[str], arguments: list[str]) -> FamilySpace:
+    """The space of `family` from its composed `config` (search file), `hydra.sweeper.params` and the CLI."""
+    file_lines, file_custom = spaces.search_file(config.get("search"))
+    lines = spaces.merge_overrides(file_lines, sweeper_params, without_family(arguments))
+    dists, fixed, fixed_overrides = create_params_from_overrides(lines)
+    for name in fixed:
+        dists.pop(name, None)
+    fixed.pop("objective", None)  # the sweeper passes the study's (comparable) objective to every job
+    extender = get_method(file_custom) if file_custom else None
+    samples = getattr(extender, "samples", ())
+    deferred = [name for name in samples if name in dists]
+    if samples:
+        extender = functools.partial(extender, space=dict(dists))
+    free = {k: v for k, v in dists.items() if k not in deferred}
+    return FamilySpace(family, free, dict(fixed), list(fixed_overrides), extender, config)
+
+
+class FamilySearch:
+    """All families' spaces; `configure(trial)` samples one family and its parameters."""
+
+    def __init__(self, spaces_by_family: Mapping[str, FamilySpace]) -> None:
+        self.spaces = dict(spaces_by_family)
+        self.families = list(self.spaces)
+
+    @classmethod
+    def compose(cls, families: list[str], load_config, sweeper_params: list[str], arguments: list[str]) -> FamilySearch:
+        """`load_config(overrides)` composes the trial config (the sweeper's config loader)."""
+        found = {}
+        plain = [line for line in without_family(arguments)
+                 if not OverridesParser.create().parse_override(line).is_sweep_override()]
+        for family in families:
+            try:
+                config = load_config([*plain, f"{FAMILY_PARAM}={family}"])
+            except Exception as exc:
+                raise ConfigError(f"model={family}: {str(exc).splitlines()[0]} — use families from conf/model/ "
+                                  "in 'model=choice(...)'") from exc
+            found[family] = family_space(family, config, sweeper_params, arguments)
+            if not found[family].size:
+                raise ConfigError(f"model={family} has nothing to search (no conf/search/{family}.yaml "
+                                  "and no sweep on the command line) — add one")
+        return cls(found)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Every family-qualified distribution (for the parent run's description of the space)."""
+        out: dict[str, BaseDistribution] = {FAMILY_PARAM: CategoricalDistribution(self.families)}
+        for family, space in self.spaces.items():
+            out.update({f"{family}/{k}": v for k, v in space.free.items()})
+        return out
+
+    def configure(self, trial: optuna.Trial) -> list[str]:
+        """Sample the family, then its own space; the trial's overrides (Hydra syntax)."""
+        family = trial.suggest_categorical(FAMILY_PARAM, self.families)
+        space = self.spaces[family]
+        view = FamilyTrial(trial, family)
+        for key, dist in space.free.items():
+            view._suggest(key, dist)
+        for key, value in space.fixed.items():
+            view.set_user_attr(key, value)
+        if space.extender is not None:
+            space.extender(space.config, view)
+        params = {**view.params, **space.fixed}
+        return [f"{FAMILY_PARAM}={family}", *(f"{k}={v}" for k, v in params.items()), *space.fixed_overrides]
+
+
+def use_comparable_objective(config: DictConfig) -> Any:
+    """Replace the default objective `val_loss` with `recon_mse` in the sweeper's config (logged);
+    latent-quality objectives (silhouette, probe_accuracy) already compare across families."""
+    objective = config.get("objective", "val_loss")
+    if objective == "val_loss":
+        with flag_override(config, ["readonly", "struct"], False):
+            config.objective = COMPARABLE_OBJECTIVE
+        log.info("family sweep: selecting on objective=%s (validation MSE at each series' own length), which "
+                 "compares across families; each model's own val_loss (vrae's ELBO, BCE) would not",
+                 COMPARABLE_OBJECTIVE)
+        return COMPARABLE_OBJECTIVE
+    return objective
+
+
+def family_of(trial: optuna.trial.FrozenTrial) -> str | None:
+    return trial.params.get(FAMILY_PARAM)
+
+
+def plain_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A trial's parameters without the family prefix (what its config overrides were)."""
+    family = family_of(trial)
+    prefix = f"{family}/"
+    return {k[len(prefix):]: v for k, v in trial.params.items() if k.startswith(prefix)}
