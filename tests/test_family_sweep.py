@@ -52,9 +52,9 @@ def run_sweep(cwd: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def family_study(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("families")
-    out = run_sweep(cwd, "hydra.sweeper.n_trials=6")
+    out = run_sweep(cwd, "hydra.sweeper.n_trials=3")
     first = [(t.number, dict(t.params), t.value) for t in _load(cwd).trials]
-    again = run_sweep(cwd, "hydra.sweeper.n_trials=8", "hydra/launcher=trials", "hydra.launcher.n_jobs=2")
+    again = run_sweep(cwd, "hydra.sweeper.n_trials=5", "hydra/launcher=trials", "hydra.launcher.n_jobs=2")
     return {"cwd": cwd, "out": out, "again": again, "first": first, "study": _load(cwd),
             "uri": f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}"}
 
@@ -74,9 +74,9 @@ def _best_per_family(study: optuna.Study) -> dict[str, optuna.trial.FrozenTrial]
 
 def test_each_trial_samples_one_family_and_only_its_own_space(family_study):
     trials = family_study["study"].trials
-    assert len(trials) == 8
+    assert len(trials) == 5
     assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.state, t.user_attrs) for t in trials]
-    assert {t.params["model"] for t in trials} == set(FAMILIES)
+    assert [t.params["model"] for t in trials[:3]] == FAMILIES  # every family tried first, in order
     for t in trials:
         family = t.params["model"]
         own = [k for k in t.params if k != "model"]
@@ -85,8 +85,8 @@ def test_each_trial_samples_one_family_and_only_its_own_space(family_study):
         assert ("model.cell" in names) == (family == "rnn_ae")  # a conv trial never gets model.cell
         assert ("model.base_channels" in names) == (family == "conv_ae")
         assert ("data.fixed_length_if_variable" in names) == (family == "conv_ae")  # declared in its search file
-    # the study is resumable: the second command kept the first six trials and added two
-    assert [(t.number, dict(t.params), t.value) for t in trials[:6]] == family_study["first"]
+    # the study is resumable: the second command kept the first three trials and added two
+    assert [(t.number, dict(t.params), t.value) for t in trials[:3]] == family_study["first"]
 
 
 def test_conv_trials_ran_on_resampled_series_and_their_config_says_so(family_study):

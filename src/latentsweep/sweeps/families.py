@@ -11,6 +11,8 @@ Why compose each family's config (not just read its search file): a family's sea
 declare the data settings it needs (conv/MLP/highway search `data.fixed_length`), and its
 constraints read bounds (`data.fixed_length`, `model.stride`) from that family's own config.
 
+The first trials try every family once (`before_ask`), so even a small budget compares them all.
+
 Selection and pruning stay honest across families: the objective `val_loss` (each model's own
 loss: vrae's ELBO, BCE or MSE, on resampled or native-length series) is replaced by `recon_mse`
 (validation MSE at each series' own length, deterministic latent), which means the same for every
@@ -191,6 +193,17 @@ class FamilySearch:
             out.update({f"{family}/{k}": v for k, v in space.free.items()})
         return out
 
+    def before_ask(self, study: optuna.Study) -> None:
+        """Until every family has a trial, the next trial is enqueued with the first untried family,
+        so a small budget still compares every family (the sampler picks the rest)."""
+        trials = study.get_trials(deepcopy=False)
+        if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
+            return
+        tried = {t.params.get(FAMILY_PARAM) for t in trials}
+        untried = [f for f in self.families if f not in tried]
+        if untried:
+            study.enqueue_trial({FAMILY_PARAM: untried[0]})
+
     def configure(self, trial: optuna.Trial) -> list[str]:
         """Sample the family, then its own space; the trial's overrides (Hydra syntax)."""
         family = trial.suggest_categorical(FAMILY_PARAM, self.families)
@@ -202,7 +215,13 @@ class FamilySearch:
             view.set_user_attr(key, value)
         if space.extender is not None:
             space.extender(space.config, view)
-        params = {**view.params, **space.fixed}
+        return self.overrides_of(trial)
+
+    def overrides_of(self, trial: optuna.Trial | optuna.trial.FrozenTrial) -> list[str]:
+        """The overrides of a configured trial (also to continue a killed one): family, then its params."""
+        family = trial.params[FAMILY_PARAM]
+        space = self.spaces[family]
+        params = {**FamilyTrial(trial, family).params, **space.fixed}
         return [f"{FAMILY_PARAM}={family}", *(f"{k}={v}" for k, v in params.items()), *space.fixed_overrides]
 
 

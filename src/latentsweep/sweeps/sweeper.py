@@ -344,7 +344,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
                              frozen.user_attrs.get(continuation.CONTINUED, 0) + 1,
                              f"epoch {continuation.last_epoch(frozen)}" if continuation.last_epoch(frozen)
                              is not None else "scratch (no checkpoint yet)")
-                    line = [f"{k}={v}" for k, v in {**frozen.params, **fixed}.items()] + list(fixed_overrides)
+                    line = (self.family_search.overrides_of(frozen) if self.family_search is not None
+                            else [f"{k}={v}" for k, v in {**frozen.params, **fixed}.items()] + list(fixed_overrides))
                     yield job(frozen._trial_id, trial_line(line, frozen._trial_id, frozen.number)
                               + continuation.resume_overrides(frozen))
                     continue
@@ -429,6 +430,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
     def _ask(self, study: optuna.Study, in_flight: dict[int, optuna.Trial]) -> optuna.Trial:
         if self.sampler_seed is not None:
             _reseed(self.sampler, self.sampler_seed * 1_000_003 + len(study.get_trials(deepcopy=False)))
+        if self.family_search is not None:
+            self.family_search.before_ask(study)  # every family tried once first
         trial = study.ask()
         in_flight[trial._trial_id] = trial
         return trial
@@ -527,7 +530,7 @@ class LatentSweepImpl(OptunaSweeperImpl):
             with ask_lock(url):  # two workers finishing together register one version
                 version = self._register(study, best, best_run, uri)
         board = None
-        if self.family_search is not None:  # leaderboard + each family's best registered
+        if self.family_search is not None and not multi:  # leaderboard + each family's best registered
             board = self._family_board(study, trials, url, uri, register=bool(parent and self.register_best
                                                                                and status == "FINISHED"))
         results = {"name": "optuna", "study_name": study.study_name, "storage": redact(url),
