@@ -30,7 +30,6 @@ from typing import Any
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
-from hydra.utils import get_method
 from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from omegaconf import DictConfig, flag_override
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -152,7 +151,7 @@ def family_space(family: str, config: DictConfig, sweeper_params: list[str], arg
     for name in fixed:
         dists.pop(name, None)
     fixed.pop("objective", None)  # the sweeper passes the study's (comparable) objective to every job
-    extender = get_method(file_custom) if file_custom else None
+    extender = spaces.load_constraint(file_custom) if file_custom else None  # under the execution whitelist
     samples = getattr(extender, "samples", ())
     deferred = [name for name in samples if name in dists]
     if samples:
