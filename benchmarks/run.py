@@ -28,10 +28,10 @@ def _sizes(scale: str) -> dict[str, dict]:
     """Each section's arguments at `scale` (quick | full | tiny)."""
     return {
         "quick": {"batching": dict(epochs=2, n_series=1200), "throughput": dict(n_series=300),
-                  "sweep": dict(quick=True), "quality": dict(n_trials=2, epochs=10),
+                  "sweep": dict(quick=True), "quality": dict(n_trials=4, epochs=60),
                   "memory": dict(factors=(1, 4, 16), epochs=1)},
         "full": {"batching": dict(epochs=3, n_series=2000), "throughput": dict(n_series=2000),
-                 "sweep": dict(quick=False), "quality": dict(n_trials=8, epochs=40),
+                 "sweep": dict(quick=False), "quality": dict(),
                  "memory": dict(factors=(1, 4, 16), epochs=1)},
         "tiny": {"batching": dict(epochs=1, n_series=60), "throughput": dict(n_series=40, batch_sizes=(16,)),
                  "sweep": dict(tiny=True), "quality": dict(n_trials=1, epochs=1),

@@ -293,6 +293,28 @@ def test_conv_decoder_restores_odd_lengths_exactly():
         make("conv_ae", data, base_channels=4, n_blocks=5, kernel_size=3, latent_dim=4)
 
 
+def test_conv_resampling_inside_takes_variable_lengths_and_keeps_their_durations():
+    data = sines([10, 41, 23, 64], seed=3)
+    spec = spec_for("conv_ae", data)
+    assert spec.fixed_length is None
+    torch.manual_seed(0)
+    model = build_model(model_cfg("conv_ae", length=16, duration_weight=1.0, n_blocks=2, latent_dim=4), spec).eval()
+    batch = everything(data)
+    out = model(batch)
+    assert out["recon"].shape == (4, 64, N_CHANNELS)  # each series decoded back to its own length
+    assert out["recon"][0, 10:].abs().max() == 0  # ... zero past its end
+    alone = model.get_latent(collate(data, [0]))  # a series alone or in a padded batch: one latent
+    assert torch.allclose(alone[0], model.get_latent(batch)[0], atol=1e-5)
+    # the same shape at twice the duration gets another latent: the duration reaches the encoder
+    stretched = SeriesSet.from_arrays([data[2].numpy(), np.repeat(data[2].numpy(), 2, axis=0)])
+    z = model.get_latent(everything(stretched))
+    assert not torch.allclose(z[0], z[1], atol=1e-3)
+    terms = model.loss(batch, out)
+    assert terms["duration_loss"] > 0 and torch.isclose(terms["loss"], terms["recon_loss"] + terms["duration_loss"])
+    with pytest.raises(ConfigError, match="model.length"):
+        build_model(model_cfg("conv_ae", duration_weight=1.0), spec)
+
+
 # --- end to end ------------------------------------------------------------------------------------
 E2E = {
     "conv_ae": ["data.fixed_length=32", "model.base_channels=8", "model.n_blocks=2"],

@@ -28,9 +28,16 @@ class ConvAEConfig(ModelConfig):
     pooling: str = "stride"
     latent_dim: int = 16
     activation: str = "relu"
+    length: int | None = None  # resample inside the model (variable-length data); null: data.fixed_length
+    duration_weight: float = 0.0  # > 0 (needs length): the latent must predict each series' log duration
 
     def check(self) -> None:
         super().check()
+        if self.length is not None:
+            checks.positive("model.length", self.length, upper=1_000_000)
+        if self.duration_weight < 0 or (self.duration_weight > 0 and self.length is None):
+            raise ConfigError(f"model.duration_weight={self.duration_weight} must be >= 0 and needs model.length "
+                              "— e.g. model.length=64 model.duration_weight=1")
         if self.channels is not None:
             if len(self.channels) == 0:
                 raise ConfigError("model.channels is empty — give one width per block, e.g. "

@@ -142,8 +142,10 @@ latent_within_input.samples = ("model.latent_dim",)  # type: ignore[attr-defined
 
 
 def blocks_within_length(cfg: DictConfig, trial: Trial, space: Mapping[str, BaseDistribution] | None = None) -> None:
-    """conv_ae: n_blocks such that stride**n_blocks <= data.fixed_length (each block divides time)."""
-    length = _bound(cfg, trial, "data.fixed_length") or _bound(cfg, trial, "data.fixed_length_if_variable")
+    """conv_ae: n_blocks such that stride**n_blocks <= its length (each block divides time): model.length
+    when the model resamples itself, else data.fixed_length (or data.fixed_length_if_variable)."""
+    length = (_bound(cfg, trial, "model.length") or _bound(cfg, trial, "data.fixed_length")
+              or _bound(cfg, trial, "data.fixed_length_if_variable"))
     stride = _bound(cfg, trial, "model.stride") or 2
     bound = None
     if length and stride > 1:
