@@ -64,6 +64,21 @@ def rows(folder: Path) -> list[list[str]]:
         figure = " / ".join(f"{memory[k]['peak_rss_mb'] / 1024:.2f} GB" for k in sizes) + f" ({' / '.join(sizes)})"
     out.append(["peak RSS, default run, 1× / 4× / 16× data", figure, "—", f"`{run}/memory.json`"])
 
+    quality = _load(folder, "quality.json")
+    figure = missing
+    if quality:
+        parts, holds = [], True
+        for name, result in quality["data_sets"].items():
+            m = result["metrics"]
+            svm, nmi = (m["latent.svm_accuracy"], m["raw.svm_accuracy"]), (m["latent.spectral.nmi"], m["raw.spectral.nmi"])
+            holds = holds and svm[0] >= svm[1] and nmi[0] >= nmi[1]
+            parts.append(f"{name}: SVM {svm[0]:.2f} vs {svm[1]:.2f}, NMI {nmi[0]:.2f} vs {nmi[1]:.2f}")
+        budget = quality["budget"]
+        figure = (f"{'; '.join(parts)} ({budget['n_trials']} trials × {budget['epochs']} epochs) — "
+                  f"{_verdict(holds)}")
+    out.append(["latents vs raw series on TEST (`experiment=latent`): RBF-SVM accuracy, spectral NMI", figure,
+                "latent ≥ raw on both", f"`{run}/quality.json`"])
+
     sharing = _load(folder.parent / "gpu-check", "sharing.json")
     figure = missing + " (no GPU run committed)"
     if sharing and isinstance(sharing.get("result"), dict) and "1" in sharing["result"]:

@@ -136,7 +136,15 @@ def test_the_readme_table_reads_each_figure_from_the_file_its_row_names(tmp_path
         "overhead": {"overhead_per_trial_s": 1.5, "overhead_share": 0.15, "sweep_fixed_cost_s": 4.0, "startup_s": 4.5},
         "pruning": {"epochs_saved": 0.32, "best_diff": 0.0, "target_holds": False},
         "parallel": {"speedup": 1.41, "target_holds": False}}))
+    (folder / "quality.json").write_text(json.dumps({
+        "budget": {"n_trials": 4, "epochs": 60}, "data_sets": {
+            "A": {"metrics": {"latent.svm_accuracy": 0.9, "raw.svm_accuracy": 0.8,
+                              "latent.spectral.nmi": 0.4, "raw.spectral.nmi": 0.3}},
+            "B": {"metrics": {"latent.svm_accuracy": 0.7, "raw.svm_accuracy": 0.66,
+                              "latent.spectral.nmi": 0.5, "raw.spectral.nmi": 0.6}}}}))
     table = {row[0]: row for row in summary.rows(folder)}
+    assert table["latents vs raw series on TEST (`experiment=latent`): RBF-SVM accuracy, spectral NMI"][1] == (
+        "A: SVM 0.90 vs 0.80, NMI 0.40 vs 0.30; B: SVM 0.70 vs 0.66, NMI 0.50 vs 0.60 (4 trials × 60 epochs) — MISSED")
     assert table["bucketed + padded vs random + packed epoch"][1] == (
         "0.25× (1.00 s vs 4.00 s), val loss within 0.1% — holds")
     assert table["sweep overhead per ~10 s trial, MLflow on"][1] == "+1.50 s (15%), plus 4.0 s once per sweep — MISSED"
