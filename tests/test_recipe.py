@@ -24,6 +24,7 @@ def test_recipe_sets_model_data_training_and_search_space():
     sweeper = cfg.hydra.sweeper
     assert sweeper.study_name == "latent-ucr-ArrowHead"  # one study per data set
     assert set(sweeper.params) >= {"model.latent_dim", "model.n_blocks", "optimizer.lr"}
+    assert sweeper.params["data.fixed_length_if_variable"] == "null"  # the search file's resampling is off
     # one override scales the budget; the command line still wins over the recipe
     scaled = _recipe("hydra.sweeper.n_trials=3", "trainer.max_epochs=7", "model.latent_dim=8", hydra=True)
     assert (scaled.hydra.sweeper.n_trials, scaled.trainer.max_epochs, scaled.model.latent_dim) == (3, 7, 8)
