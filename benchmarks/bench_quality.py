@@ -48,10 +48,16 @@ def _recipe_default(key: str) -> int:
     return int(OmegaConf.select(node, key))
 
 
-def run(n_trials: int | None = None, epochs: int | None = None) -> dict:
-    """The recipe on each data set; `n_trials`/`epochs` None: the recipe's own budget."""
-    folder = ROOT / "data" / "ucr"
-    _ensure_data(folder)
+def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[str, ...] = DATASETS,
+        folder: Path | None = None) -> dict:
+    """The recipe on each data set; `n_trials`/`epochs` None: the recipe's own budget.
+
+    `datasets`/`folder`: other UCR/UEA sets (e.g. to check that the recipe carries over to data it
+    was not tuned on): `python -m benchmarks.bench_quality --data GunPoint --path <folder>`.
+    """
+    if folder is None:
+        folder = ROOT / "data" / "ucr"
+        _ensure_data(folder)
     budget = {"n_trials": n_trials or _recipe_default("hydra.sweeper.n_trials"),
               "epochs": epochs or _recipe_default("trainer.max_epochs")}
     budget["share_of_recipe"] = (budget["n_trials"] * budget["epochs"]
@@ -59,7 +65,7 @@ def run(n_trials: int | None = None, epochs: int | None = None) -> dict:
     overrides = ([f"hydra.sweeper.n_trials={n_trials}"] if n_trials else []) + \
                 ([f"trainer.max_epochs={epochs}"] if epochs else [])
     rows, results = [], {}
-    for name in DATASETS:
+    for name in datasets:
         with tempfile.TemporaryDirectory() as tmp:
             cwd = Path(tmp)
             sweep_s = sweep(cwd, f"experiment={RECIPE}", "data=ucr", f"data.name={name}", f"data.path={folder}",
@@ -81,4 +87,12 @@ def run(n_trials: int | None = None, epochs: int | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    run()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", nargs="*", default=list(DATASETS), help="UCR/UEA problem names")
+    parser.add_argument("--path", type=Path, default=None, help="folder holding <name>/<name>_TRAIN.ts")
+    parser.add_argument("--trials", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    args = parser.parse_args()
+    run(args.trials, args.epochs, tuple(args.data), args.path)
