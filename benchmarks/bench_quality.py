@@ -49,7 +49,7 @@ def _recipe_default(key: str) -> int:
 
 
 def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[str, ...] = DATASETS,
-        folder: Path | None = None) -> dict:
+        folder: Path | None = None, seed: int = 0) -> dict:
     """The recipe on each data set; `n_trials`/`epochs` None: the recipe's own budget.
 
     `datasets`/`folder`: other UCR/UEA sets (e.g. to check that the recipe carries over to data it
@@ -69,7 +69,7 @@ def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[
         with tempfile.TemporaryDirectory() as tmp:
             cwd = Path(tmp)
             sweep_s = sweep(cwd, f"experiment={RECIPE}", "data=ucr", f"data.name={name}", f"data.path={folder}",
-                            "trainer.num_threads=1", *overrides)
+                            "trainer.num_threads=1", f"seed={seed}", *overrides)
             t0 = time.perf_counter()
             m = _analyze(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
             analyze_s = time.perf_counter() - t0
@@ -82,7 +82,7 @@ def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[
           "scores on the official TEST split\n")
     print(table(["data set", "SVM acc latent", "SVM acc raw", "spectral NMI latent", "spectral NMI raw",
                  "probe acc latent", "probe acc raw", "sweep s"], rows))
-    save_results("quality", {"recipe": RECIPE, "budget": budget, "data_sets": results})
+    save_results("quality", {"recipe": RECIPE, "budget": budget, "seed": seed, "data_sets": results})
     return results
 
 
@@ -94,5 +94,6 @@ if __name__ == "__main__":
     parser.add_argument("--path", type=Path, default=None, help="folder holding <name>/<name>_TRAIN.ts")
     parser.add_argument("--trials", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--seed", type=int, default=0, help="the sweep's seed (sampler, splits, weights)")
     args = parser.parse_args()
-    run(args.trials, args.epochs, tuple(args.data), args.path)
+    run(args.trials, args.epochs, tuple(args.data), args.path, args.seed)
