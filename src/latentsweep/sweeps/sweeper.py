@@ -44,7 +44,7 @@ from ..cli import log_to_files, report_error
 from ..errors import ConfigError, LatentSweepError
 from ..objectives import directions as objective_directions
 from ..objectives import objective_names
-from ..parallel import GpuSlots, available_cores, visible_gpus
+from ..parallel import GpuSlots, visible_gpus
 from . import continuation, failures, launching, leaderboard, spaces
 from . import families as fam
 from .heartbeat import Heartbeat
@@ -303,8 +303,8 @@ class LatentSweepImpl(OptunaSweeperImpl):
         if self.family_search is not None:
             per_job.append(f"objective={_quote(cfg.objective)}" if isinstance(cfg.objective, str)
                            else f"objective=[{','.join(map(str, cfg.objective))}]")
-        if cfg.trainer.get("num_threads") is None and "trainer.num_threads" not in fixed:
-            per_job.append(f"++trainer.num_threads={max(1, available_cores() // self._parallelism())}")
+        # trials at once on this machine: each trial's torch threads follow latentsweep.threads
+        per_job.append(f"++sweep.parallel_trials={self._parallelism()}")
 
         keep_checkpoints = OmegaConf.to_container(cfg.trainer, resolve=False).get("checkpoint_dir") is not None
         done: list[TrialState] = []
