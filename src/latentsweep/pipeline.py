@@ -15,13 +15,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import figures
 from .build import build_optimizer, load_source
 from .config import COMMON_DATA_FIELDS, validate
 from .data import BatchLoader, BucketBatchSampler, PreparedData, collate, prepare
 from .errors import CheckpointError, ConfigError, DataError, ResourceError
 from .objectives import check_objective, objective_metrics, objective_names, objective_value
 from .tasks import log_task_results, setup_task
+from .threads import RunLease, ThreadPolicy
 from .tracking import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
 from .training.checkpoint import is_finished
@@ -108,6 +108,8 @@ def _save_config(cfg: DictConfig, data: PreparedData) -> dict[str, Any]:
 def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictConfig, device) -> None:
     if not tracker.enabled:
         return
+    from . import figures  # matplotlib: imported after training, not before the first step
+
     tracker.log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
                          "epochs_run": result.epochs_run,
                          "data_wait_share": result.data_wait_s / max(result.train_s, 1e-9)})
@@ -138,8 +140,6 @@ def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictC
         tracker.log_model(model.state_dict(), _save_config(cfg, data))
 
 
-
-
 def _log_missing_epochs(tracker: Tracker, history: Sequence[dict]) -> None:
     """Write the checkpointed epochs the MLflow run lacks: the one whose metrics a crash cut off
     between the checkpoint and the tracker, or all of them in a new run (the old one is gone), so
@@ -150,6 +150,32 @@ def _log_missing_epochs(tracker: Tracker, history: Sequence[dict]) -> None:
     for entry in history:
         if entry["epoch"] not in logged:
             tracker.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=entry["epoch"])
+
+
+class BackgroundRun:
+    """The run's MLflow tracker, opened in a thread while the first epoch trains.
+
+    Importing MLflow and opening its store take seconds that the first training step does not
+    need (issue 21), and the first epoch's torch ops leave the interpreter free for them. The loop
+    waits for the tracker at the end of the first epoch (its checkpoint records the run id, its
+    metrics go to the run), so a store that cannot be opened stops the run there, with the same
+    one-line error and before anything of the run is written.
+    """
+
+    def __init__(self, open_run: Callable[[], Tracker]):
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="mlflow-open")
+        self._future = pool.submit(open_run)
+        pool.shutdown(wait=False)  # the thread ends with open_run; nothing else is submitted
+
+    def tracker(self) -> Tracker:
+        """The tracker, once open; raises what opening it raised."""
+        return self._future.result()
+
+    def tracker_or_none(self) -> Tracker | None:
+        """The tracker, or None when it could not be opened."""
+        return None if self._future.exception() is not None else self._future.result()
 
 
 def out_of_memory_error(cfg: DictConfig, device: torch.device, exc: BaseException) -> ResourceError:
@@ -170,16 +196,19 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     validate(cfg)
     objective_names(cfg.get("objective", "val_loss"))  # an unknown objective fails before any work
     seed_everything(cfg.seed)
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
     device = resolve_device(cfg.trainer.device)
     set_deterministic(bool(cfg.trainer.get("deterministic", False)))
     if device.type == "cuda":
         configure_cuda(deterministic=bool(cfg.trainer.get("deterministic", False)))
-    try:
-        return _train(cfg, callbacks, device)
-    except torch.cuda.OutOfMemoryError as exc:  # before the run started: the model or data set itself
-        raise out_of_memory_error(cfg, device, exc) from exc
+    with RunLease() as lease:  # counted by every run on this machine while it trains
+        threads = ThreadPolicy(cfg.model._target_.rsplit(".", 1)[-1], device.type, cfg.trainer.num_threads,
+                               launcher_runs=(cfg.get("sweep") or {}).get("parallel_trials") or 1, lease=lease)
+        log.info("%d torch thread(s) for %s on %s (trainer.num_threads overrides)", threads.apply(),
+                 threads.model_class, device)
+        try:
+            return _train(cfg, [threads, *callbacks], device)
+        except torch.cuda.OutOfMemoryError as exc:  # before the run started: the model or data set itself
+            raise out_of_memory_error(cfg, device, exc) from exc
 
 
 def _fail_run(tracker: Tracker, run_id: str | None, exc: BaseException, cfg: DictConfig,
@@ -220,7 +249,6 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
     else:
         resume_state = None
 
-    tracker = Tracker.from_config(cfg.tracking)
     params = {k: OmegaConf.to_container(cfg[k], resolve=True)
               for k in ("model", "data", "optimizer", "trainer", "task") if cfg.get(k) is not None}
     params.update(seed=cfg.seed, objective=cfg.get("objective", "val_loss"),
@@ -236,19 +264,27 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
         tags["resumed_from_epoch"] = resume_state["epoch"]
     trial = (cfg.get("extra_tags") or {}).get("optuna_trial")
     run_name = cfg.tracking.run_name or (f"trial {trial}" if trial is not None else None)
-    # params are logged only when a new run starts: also when the resumed run is gone or finished
-    run_id = tracker.start(run_name=run_name, params=params, tags=tags, resume_run_id=resume_run_id,
-                           parent_run_id=(cfg.get("extra_tags") or {}).get("parent_run_id"))
-    if resume_state:
-        _log_missing_epochs(tracker, resume_state["loop"]["history"])
+
+    def open_run() -> Tracker:
+        tracker = Tracker.from_config(cfg.tracking)
+        # params are logged only when a new run starts: also when the resumed run is gone or finished
+        run_id = tracker.start(run_name=run_name, params=params, tags=tags, resume_run_id=resume_run_id,
+                               parent_run_id=(cfg.get("extra_tags") or {}).get("parent_run_id"))
+        if resume_state:
+            _log_missing_epochs(tracker, resume_state["loop"]["history"])
+        if run_id:
+            log.info("MLflow run %s in %s", run_id, tracker.uri)
+        return tracker
+
+    run = BackgroundRun(open_run)
 
     def log_epoch(epoch: int, metrics: dict) -> None:
-        tracker.log_metrics(metrics, step=epoch)
+        run.tracker().log_metrics(metrics, step=epoch)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    log.info("training: %d train / %d val series, %s parameters, %s, MLflow run %s", len(data.train), len(data.val),
-             f"{params['n_parameters']:,}", device, run_id)
+    log.info("training: %d train / %d val series, %s parameters, %s", len(data.train), len(data.val),
+             f"{params['n_parameters']:,}", device)
     try:
         if resume_state:  # callbacks see the checkpointed epochs too (e.g. the one a crash cut off)
             for entry in resume_state["loop"]["history"]:
@@ -258,12 +294,17 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
                      device=device, patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
                      precision=precision, checkpointer=checkpointer, resume_from=resume_state,
                      callbacks=[log_epoch, *callbacks], progress=cfg.trainer.progress,
-                     loop_extras=lambda: {"mlflow_run_id": run_id})
+                     loop_extras=lambda: {"mlflow_run_id": run.tracker().run_id})
     except BaseException as exc:
-        reason = _fail_run(tracker, run_id, exc, cfg, device)
+        tracker = run.tracker_or_none()
+        if tracker is None:  # the MLflow run never opened: `exc` is that error, or came before it
+            raise
+        reason = _fail_run(tracker, tracker.run_id, exc, cfg, device)
         if reason is exc:
             raise
         raise reason from exc
+    tracker = run.tracker()
+    run_id = tracker.run_id
     if not math.isfinite(result.best_val_loss):
         tracker.end("FAILED")
         raise DataError("no finite validation loss was recorded — check the data")
