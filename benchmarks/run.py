@@ -18,10 +18,17 @@ from pathlib import Path
 
 import torch
 
-from . import bench_batching, bench_memory, bench_quality, bench_sweep, bench_throughput
+from . import (
+    bench_batching,
+    bench_memory,
+    bench_quality,
+    bench_sharing,
+    bench_sweep,
+    bench_throughput,
+)
 from .common import machine, run_dir, save_results, set_run, written_files
 
-SECTIONS = ("batching", "throughput", "sweep", "quality", "gpu", "memory")
+SECTIONS = ("batching", "throughput", "sweep", "quality", "gpu", "memory", "sharing")
 
 
 def _sizes(scale: str) -> dict[str, dict]:
@@ -29,13 +36,14 @@ def _sizes(scale: str) -> dict[str, dict]:
     return {
         "quick": {"batching": dict(epochs=2, n_series=1200), "throughput": dict(n_series=300),
                   "sweep": dict(quick=True), "quality": dict(n_trials=4, epochs=60),
-                  "memory": dict(factors=(1, 4, 16), epochs=1)},
+                  "memory": dict(factors=(1, 4, 16), epochs=1), "sharing": dict(n_series=400, repeats=2, epochs=5)},
         "full": {"batching": dict(epochs=3, n_series=2000), "throughput": dict(n_series=2000),
                  "sweep": dict(quick=False), "quality": dict(),
-                 "memory": dict(factors=(1, 4, 16), epochs=1)},
+                 "memory": dict(factors=(1, 4, 16), epochs=1), "sharing": dict(n_series=1200, repeats=3, epochs=5)},
         "tiny": {"batching": dict(epochs=1, n_series=60), "throughput": dict(n_series=40, batch_sizes=(16,)),
                  "sweep": dict(tiny=True), "quality": dict(n_trials=1, epochs=1),
-                 "memory": dict(base=60, factors=(1,), epochs=1)},
+                 "memory": dict(base=60, factors=(1,), epochs=1),
+                 "sharing": dict(n_series=40, repeats=1, epochs=2, tiny=True)},
     }[scale]
 
 
@@ -79,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             print("\n### 6. GPU\n\nskipped: no CUDA device on this machine (`make gpu-check` on a GPU box)")
     if "memory" in sections:
         timed("memory", bench_memory.run, **sizes["memory"])
+    if "sharing" in sections:  # runs sharing the machine (issue 21)
+        timed("sharing", bench_sharing.run, **sizes["sharing"])
     total = time.perf_counter() - t0
     print(f"\nbenchmarks took {total:.0f} s")
     files = {p.stem: p for p in written_files()}

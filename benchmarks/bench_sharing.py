@@ -1,0 +1,140 @@
+"""8. Runs sharing the machine: where the thread rule's numbers come from, and whether it holds.
+
+- `threads_table`: seconds per training epoch of each model family with 1 torch thread and with
+  one per core, back to back in one process. A family whose epochs a second thread speeds up by
+  >= 5% "splits well" and gets its share of the cores (latentsweep.threads.SPLITS_WELL); the
+  others get 1 thread.
+- `sharing`: `python train.py` with the defaults (and conv_ae), one run alone vs two at once,
+  epoch times after the first epoch. Target: two at once <= 1.3x the epoch time of one alone, per
+  run. The runs get no OMP_NUM_THREADS/MKL_NUM_THREADS from this process, so they see what a user
+  gets. `python -m benchmarks.bench_sharing --before` adds the same pair with
+  `trainer.num_threads=<cores>`: torch's own default, what every run used before the rule.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+from latentsweep.build import build_model, build_optimizer
+from latentsweep.data import BatchLoader, BucketBatchSampler
+from latentsweep.parallel import available_cores
+from latentsweep.pipeline import load_data
+from latentsweep.threads import SPLITS_WELL
+from latentsweep.training.device import seed_everything
+from latentsweep.training.loop import _run_epoch
+
+from .common import ROOT, compose_train, save_results, table
+
+FAMILIES = {"rnn_ae": [], "vrae": [], "transformer_ae": [], "conv_ae": ["data.fixed_length=128"],
+            "mlp_ae": ["data.fixed_length=128"], "highway_ae": ["data.fixed_length=128"]}
+SPLITS_WELL_GAIN = 1.05  # a second thread must buy at least 5% to be worth a core
+TARGET = 1.3
+
+
+def threads_table(n_series: int = 400, repeats: int = 2) -> dict:
+    cores, previous = available_cores(), torch.get_num_threads()
+    rows, raw = [], {}
+    try:
+        for name, extra in FAMILIES.items():
+            cfg = compose_train([f"model={name}", f"data.n_series={n_series}", "tracking.enabled=false", *extra])
+            seed_everything(0)
+            data = load_data(cfg.data, cfg.seed)
+            model = build_model(cfg.model, data.spec)
+            opt = build_optimizer(cfg.optimizer, model.parameters())
+            loader = BatchLoader(data.train, BucketBatchSampler(data.train.lengths, cfg.data.batch_size, seed=0),
+                                 torch.device("cpu"))
+            times: dict[int, list[float]] = {1: [], cores: []}
+            for epoch in range(1 + repeats):
+                for n in times:  # alternating, so a burst of load elsewhere hits both
+                    torch.set_num_threads(n)
+                    t0 = time.perf_counter()
+                    _run_epoch(model, loader, opt, train=True, device=torch.device("cpu"), precision="32",
+                               grad_clip=1.0, epoch=epoch)
+                    if epoch > 0:  # the first is a warm-up
+                        times[n].append(time.perf_counter() - t0)
+            one, many = statistics.median(times[1]), statistics.median(times[cores])
+            cls = cfg.model._target_.rsplit(".", 1)[-1]
+            raw[name] = {"class": cls, "s_per_epoch_1": one, f"s_per_epoch_{cores}": many, "gain": one / many,
+                         "measured_splits_well": one / many >= SPLITS_WELL_GAIN, "rule_splits_well": cls in SPLITS_WELL}
+            rows.append([name, one, many, one / many, "share of cores" if cls in SPLITS_WELL else "1"])
+    finally:
+        torch.set_num_threads(previous)
+    print(f"\n### 8a. Torch threads per model family ({n_series} series, CPU, {cores} cores)\n")
+    print(table(["model", "s/epoch, 1 thread", f"s/epoch, {cores} threads", "speed-up", "the rule gives"], rows))
+    disagree = [n for n, r in raw.items() if r["measured_splits_well"] != r["rule_splits_well"]]
+    print(f"\nsplits well = speed-up >= {SPLITS_WELL_GAIN}; the rule (latentsweep.threads.SPLITS_WELL) "
+          + (f"DISAGREES for {', '.join(disagree)} on this machine" if disagree else "agrees on this machine"))
+    return {"cores": cores, "families": raw, "rule_disagrees": disagree}
+
+
+EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ train_loss \S+ val_loss \S+ \(([\d.]+)s\)")
+
+
+def _epoch_times(output: str) -> list[float]:
+    """Seconds of each epoch after the first (the first pays one-off costs: imports, allocations)."""
+    return [float(m.group(2)) for m in EPOCH_LINE.finditer(output) if int(m.group(1)) > 1]
+
+
+def _runs(n_at_once: int, overrides: list[str], epochs: int) -> list[list[float]]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_TRACKING_URI", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "LATENTSWEEP_LEASE_DIR")}
+    env.update(MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for i in range(n_at_once):
+            cmd = [sys.executable, str(ROOT / "train.py"), *overrides, f"trainer.max_epochs={epochs}",
+                   "trainer.patience=null", "trainer.progress=false", f"tracking.uri=sqlite:///{tmp}/mlflow{i}.db",
+                   f"hydra.run.dir={tmp}/run{i}"]
+            procs.append(subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          text=True))
+        outputs = [p.communicate()[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        if p.returncode != 0:
+            raise RuntimeError(f"train.py {' '.join(overrides)} failed:\n{out[-3000:]}")
+    return [_epoch_times(out) for out in outputs]
+
+
+TINY = ["data.n_series=40", "data.shortest=10", "data.longest=20"]  # --tiny: checks the section runs
+
+
+def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
+    extra = TINY if tiny else []
+    cases = {"defaults (rnn_ae)": [*extra], "conv_ae": ["model=conv_ae", "data.fixed_length=128", *extra]}
+    if before:
+        cases[f"defaults, trainer.num_threads={available_cores()} (before)"] = [
+            f"trainer.num_threads={available_cores()}"]
+    rows, raw = [], {}
+    for label, overrides in cases.items():
+        (alone,) = _runs(1, overrides, epochs)
+        pair = _runs(2, overrides, epochs)
+        t_alone = statistics.median(alone)
+        t_pair = [statistics.median(times) for times in pair]
+        ratio = max(t_pair) / t_alone
+        raw[label] = {"alone_s": alone, "two_at_once_s": pair, "ratio": ratio}
+        rows.append([label, t_alone, " / ".join(f"{t:.3g}" for t in t_pair), f"{ratio:.2f}x"])
+    print(f"\n### 8b. Runs sharing the machine ({available_cores()} cores; s per epoch after the first, "
+          f"median of {epochs - 1})\n")
+    print(table(["python train.py", "one alone", "each of two at once", "two at once / alone"], rows))
+    holds = all(r["ratio"] <= TARGET for label, r in raw.items() if "(before)" not in label)
+    print(f"\nworst ratio {max(r['ratio'] for label, r in raw.items() if '(before)' not in label):.2f}x -> target "
+          f"(two at once <= {TARGET}x one alone, per run) {'HOLDS' if holds else 'MISSED'}")
+    return {"runs": raw, "target": TARGET, "target_holds": holds}
+
+
+def run(n_series: int = 400, repeats: int = 2, epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
+    results = {"threads": threads_table(n_series=n_series, repeats=repeats),
+               "sharing": sharing(epochs=epochs, before=before, tiny=tiny)}
+    save_results("sharing", results)
+    return results
+
+
+if __name__ == "__main__":
+    run(before="--before" in sys.argv)
