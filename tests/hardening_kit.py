@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A sweep small enough for 2 CPU cores: ~1 s per trial.
 SWEEP_TINY = ["~search", "data.n_series=40", "data.shortest=10", "data.longest=20", "data.batch_size=16",
               "model.hidden_size=16", "model.latent_dim=4", "trainer.progress=false", "trainer.num_threads=1",
-              "tracking.n_reconstructions=0", "hydra.sweeper.pruner.n_startup_trials=1",
+              "tracking.n_reconstructions=0", "hydra.sweeper.pruner.name=median", "hydra.sweeper.pruner.n_startup_trials=1",
               "hydra.sweeper.pruner.n_warmup_steps=0", "hydra.sweeper.register_best=false"]
 
 

@@ -34,7 +34,7 @@ STUDY = "rnn_ae-synthetic"
 TINY = ["~search",  # the tests give their own (small) spaces on the command line
         "data.n_series=40", "data.shortest=10", "data.longest=20", "data.batch_size=16",
         "model.hidden_size=16", "model.latent_dim=4", "trainer.progress=false", "trainer.num_threads=1",
-        "tracking.n_reconstructions=0", "hydra.sweeper.pruner.n_startup_trials=1",
+        "tracking.n_reconstructions=0", "hydra.sweeper.pruner.name=median", "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0"]
 
 
@@ -257,7 +257,7 @@ def test_optuna_sweeper_config_is_ours_and_single_runs_ignore_the_space(make_cfg
     sweeper = full.hydra.sweeper
     assert sweeper._target_ == "latentsweep.sweeps.sweeper.LatentSweepOptunaSweeper"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
-    assert sweeper.max_failure_rate == 0.5 and sweeper.pruner.name == "median"
+    assert sweeper.max_failure_rate == 0.5 and sweeper.pruner.name == "successive_halving"
 
 
 def test_joblib_workers_take_the_next_trial_as_soon_as_they_are_free(tmp_path):

@@ -18,11 +18,11 @@ from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 class PrunerConf:
     """Which Optuna pruner stops hopeless trials; built by `sweeps.pruners.make_pruner`."""
 
-    name: str = "median"  # median | hyperband | successive_halving | none
+    name: str = "successive_halving"  # successive_halving | median | hyperband | none (README: why)
     n_startup_trials: int = 4  # median: trials that always run to the end first
     n_warmup_steps: int = 1  # median: epochs before a trial may be pruned
     interval_steps: int = 1
-    min_resource: Any = "auto"  # hyperband / successive_halving: epochs before the first cut
+    min_resource: Any = 2  # hyperband / successive_halving: the step of the first cut ("auto": from the trials)
     max_resource: Any = "auto"  # hyperband: epochs of a full trial ("auto": from the first finished trial)
     reduction_factor: int = 3  # hyperband / successive_halving: keep 1/reduction_factor per rung
 
