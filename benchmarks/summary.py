@@ -49,12 +49,12 @@ def rows(folder: Path) -> list[list[str]]:
         overhead = (f"+{o['overhead_per_trial_s']:.2f} s ({100 * o['overhead_share']:.0f}%), plus "
                     f"{o['sweep_fixed_cost_s']:.1f} s once per sweep — {_verdict(o['overhead_share'] <= 0.10)}")
         startup = f"{o['startup_s']:.1f} s — {_verdict(o['startup_s'] < 5)}"
-        pruning = (f"{100 * p['epochs_saved']:.0f}% fewer epochs, best value {100 * p['best_diff']:+.1f}% — "
+        pruning = (f"{p.get('default_pruner', 'median')}: {100 * p['epochs_saved']:.0f}% fewer epochs, best value {100 * p['best_diff']:+.1f}% — "
                    f"{_verdict(p['target_holds'])}")
         parallel = f"{j['speedup']:.2f}× trials/min — {_verdict(j['target_holds'])}"
     out += [["sweep overhead per ~10 s trial, MLflow on", overhead, "≤ 10%", f"`{run}/sweep.json`"],
             ["start-up to first training step", startup, "< 5 s", f"`{run}/sweep.json`"],
-            ["median pruning vs none", pruning, "≥ 40% fewer epochs, best within 2%", f"`{run}/sweep.json`"],
+            ["default pruner vs none", pruning, "≥ 40% fewer epochs, best within 2%", f"`{run}/sweep.json`"],
             ["`n_jobs=2` vs `1` (joblib, equal trials)", parallel, "≥ 1.6×", f"`{run}/sweep.json`"]]
 
     memory = _load(folder, "memory.json")
@@ -78,6 +78,14 @@ def rows(folder: Path) -> list[list[str]]:
                   f"{_verdict(holds)}")
     out.append(["latents vs raw series on TEST (`experiment=latent`): RBF-SVM accuracy, spectral NMI", figure,
                 "latent ≥ raw on both", f"`{run}/quality.json`"])
+
+    shared = _load(folder, "sharing.json")
+    figure = missing
+    if shared:
+        s = shared["sharing"]
+        figure = (f"{max(r['ratio'] for label, r in s['runs'].items() if '(before)' not in label):.2f}× "
+                  f"the epoch time of one run alone (worst of rnn_ae, conv_ae) — {_verdict(s['target_holds'])}")
+    out.append(["two runs at once vs one alone, defaults", figure, "≤ 1.3×", f"`{run}/sharing.json`"])
 
     sharing = _load(folder.parent / "gpu-check", "sharing.json")
     figure = missing + " (no GPU run committed)"

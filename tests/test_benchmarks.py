@@ -134,7 +134,8 @@ def test_the_readme_table_reads_each_figure_from_the_file_its_row_names(tmp_path
         "table": {"bucket-padded": {"epoch_s": 1.0}, "random-packed": {"epoch_s": 4.0}}}))
     (folder / "sweep.json").write_text(json.dumps({
         "overhead": {"overhead_per_trial_s": 1.5, "overhead_share": 0.15, "sweep_fixed_cost_s": 4.0, "startup_s": 4.5},
-        "pruning": {"epochs_saved": 0.32, "best_diff": 0.0, "target_holds": False},
+        "pruning": {"default_pruner": "successive_halving", "epochs_saved": 0.32, "best_diff": 0.0,
+                    "target_holds": False},
         "parallel": {"speedup": 1.41, "target_holds": False}}))
     (folder / "quality.json").write_text(json.dumps({
         "budget": {"n_trials": 4, "epochs": 60}, "data_sets": {
@@ -149,11 +150,18 @@ def test_the_readme_table_reads_each_figure_from_the_file_its_row_names(tmp_path
         "0.25× (1.00 s vs 4.00 s), val loss within 0.1% — holds")
     assert table["sweep overhead per ~10 s trial, MLflow on"][1] == "+1.50 s (15%), plus 4.0 s once per sweep — MISSED"
     assert table["start-up to first training step"][1] == "4.5 s — holds"
-    assert table["median pruning vs none"][1] == "32% fewer epochs, best value +0.0% — MISSED"
+    assert table["default pruner vs none"][1] == "successive_halving: 32% fewer epochs, best value +0.0% — MISSED"
     assert table["`n_jobs=2` vs `1` (joblib, equal trials)"][1] == "1.41× trials/min — MISSED"
     assert table["peak RSS, default run, 1× / 4× / 16× data"][1] == "not yet measured"
     assert table["peak RSS, default run, 1× / 4× / 16× data"][3] == "`bench-quick/memory.json`"
     assert table["trials sharing one GPU (1 / 8 / 16 per GPU)"][1].startswith("not yet measured")
+    assert table["two runs at once vs one alone, defaults"][1] == "not yet measured"
+    (folder / "sharing.json").write_text(json.dumps({"sharing": {"target_holds": True, "runs": {
+        "defaults (rnn_ae)": {"ratio": 1.12}, "conv_ae": {"ratio": 1.21}, "defaults, trainer.num_threads=2 (before)":
+        {"ratio": 9.0}}}}))
+    table = {row[0]: row for row in summary.rows(folder)}
+    assert table["two runs at once vs one alone, defaults"][1] == (
+        "1.21× the epoch time of one run alone (worst of rnn_ae, conv_ae) — holds")
     assert "commit 0123456789" in summary.provenance(folder) and "2026-12-02" in summary.provenance(folder)
 
 
