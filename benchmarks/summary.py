@@ -87,6 +87,13 @@ def rows(folder: Path) -> list[list[str]]:
                   f"the epoch time of one run alone (worst of rnn_ae, conv_ae) — {_verdict(s['target_holds'])}")
     out.append(["two runs at once vs one alone, defaults", figure, "≤ 1.3×", f"`{run}/sharing.json`"])
 
+    index = _load(folder, "index.json")
+    figure = missing + " (no run of every section)"
+    if index and set(index.get("sections_run", [])) >= {"batching", "throughput", "sweep", "quality", "memory", "sharing"}:
+        minutes = index["total_seconds"] / 60
+        figure = f"{minutes:.1f} min — {_verdict(minutes < 15)}"
+    out.append(["`make bench-quick` wall time, all sections", figure, "< 15 min", f"`{run}/index.json`"])
+
     sharing = _load(folder.parent / "gpu-check", "sharing.json")
     figure = missing + " (no GPU run committed)"
     if sharing and isinstance(sharing.get("result"), dict) and "1" in sharing["result"]:

@@ -162,6 +162,12 @@ def test_the_readme_table_reads_each_figure_from_the_file_its_row_names(tmp_path
     table = {row[0]: row for row in summary.rows(folder)}
     assert table["two runs at once vs one alone, defaults"][1] == (
         "1.21× the epoch time of one run alone (worst of rnn_ae, conv_ae) — holds")
+    assert table["`make bench-quick` wall time, all sections"][1] == "not yet measured (no run of every section)"
+    (folder / "index.json").write_text(json.dumps({
+        "command": "python -m benchmarks.run --quick", "machine": machine, "total_seconds": 960.0,
+        "sections_run": ["batching", "gpu", "memory", "quality", "sharing", "sweep", "throughput"]}))
+    table = {row[0]: row for row in summary.rows(folder)}
+    assert table["`make bench-quick` wall time, all sections"][1] == "16.0 min — MISSED"
     assert "commit 0123456789" in summary.provenance(folder) and "2026-12-02" in summary.provenance(folder)
 
 
