@@ -1,6 +1,6 @@
 """MLflow pyfunc of a registered latentsweep model, logged as *code* (models-from-code): no pickle.
 
-`tracking.register_best_model` saves this file with `python_model=<this path>` plus the run's
+`tracking.registry.register_best_model` saves this file with `python_model=<this path>` plus the run's
 `weights.safetensors` and `config.yaml` as artifacts. `mlflow.pyfunc.load_model("models:/latentsweep-
 <model>@best").predict(x)` takes `x`: one series [T, C], a batch [B, T, C] (every series T steps
 long), or a list of [T, C] arrays. An autoencoder returns latents [B, latent_dim]. A classifier
@@ -23,7 +23,7 @@ from mlflow.pyfunc import PythonModel
 
 class LatentModel(PythonModel):
     def load_context(self, context: Any) -> None:
-        from latentsweep.tracking import load_model_paths
+        from latentsweep.model_files import load_model_paths
 
         self.model, self.config = load_model_paths(context.artifacts["weights"], context.artifacts["config"])
 
