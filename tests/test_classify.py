@@ -27,9 +27,10 @@ from latentsweep.data.synthetic import make_synthetic
 from latentsweep.errors import ConfigError, DataError, TrackingError
 from latentsweep.models import RNNAutoencoder
 from latentsweep.pipeline import load_data, make_loaders, train
-from latentsweep.tasks import Classifier, balanced_class_weights, focal_loss, setup_task
+from latentsweep.tasks.classifier import Classifier, balanced_class_weights, focal_loss
 from latentsweep.tasks.metrics import ConfusionTally, confusion_matrix, per_class_scores
 from latentsweep.tasks.report import predict
+from latentsweep.tasks.setup import setup_task
 from latentsweep.tracking import load_model
 from latentsweep.training import fit, seed_everything
 from tests.conftest import TINY, compose_config

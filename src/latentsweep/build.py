@@ -11,25 +11,21 @@ from typing import Any
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from .config.plain import plain
 from .data.series import DataSpec
 from .errors import ConfigError
+from .tasks.wrap import wrap_for_task
 
 MODEL_TARGETS = ("latentsweep.models.*",)
 OPTIMIZER_TARGETS = ("torch.optim.*",)
 DATA_TARGETS = ("latentsweep.data.*",)
 
 
-def _plain(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    return dict(cfg)
-
-
 def build_model(model_cfg: Mapping[str, Any] | DictConfig, spec: DataSpec, task: Mapping[str, Any] | None = None):
     """Instantiate `model_cfg` for data described by `spec`; impossible sizes become ConfigErrors."""
-    params = _plain(model_cfg)
+    params = plain(model_cfg)
     try:
         model = instantiate(params, spec=spec, _execution_whitelist_=MODEL_TARGETS)
     except ConfigError:
@@ -42,8 +38,6 @@ def build_model(model_cfg: Mapping[str, Any] | DictConfig, spec: DataSpec, task:
             raise ConfigError(str(cause).splitlines()[0]) from exc
         raise
     if task and task.get("name", "reconstruct") != "reconstruct":
-        from .tasks import wrap_for_task
-
         model = wrap_for_task(model, task, spec)
     return model
 
@@ -55,11 +49,11 @@ def build_model_from_dict(model_cfg: Mapping[str, Any], spec: Mapping[str, Any] 
 
 
 def build_optimizer(optimizer_cfg: Mapping[str, Any] | DictConfig, params) -> torch.optim.Optimizer:
-    factory = instantiate(_plain(optimizer_cfg), _execution_whitelist_=OPTIMIZER_TARGETS)
+    factory = instantiate(plain(optimizer_cfg), _execution_whitelist_=OPTIMIZER_TARGETS)
     return factory(params)
 
 
 def load_source(data_cfg: Mapping[str, Any] | DictConfig, common_fields: frozenset[str]):
     """Call the data source named by `data._target_` with its own (non-common) fields."""
-    params = {k: v for k, v in _plain(data_cfg).items() if k == "_target_" or k not in common_fields}
+    params = {k: v for k, v in plain(data_cfg).items() if k == "_target_" or k not in common_fields}
     return instantiate(params, _execution_whitelist_=DATA_TARGETS)

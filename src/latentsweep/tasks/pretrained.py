@@ -40,7 +40,7 @@ class Pretrained:
 
 def model_choice_name(target: str) -> str | None:
     """'latentsweep.models.rnn_ae.RNNAutoencoder' -> 'rnn_ae' (the conf/model/ option)."""
-    from ..config.schema import all_schemas
+    from ..config.registry import all_schemas
 
     for name, schema in all_schemas().get("model", {}).items():
         if getattr(schema, "_target_", None) == target:
@@ -77,7 +77,7 @@ def _schema_defaults(model_cfg: DictConfig) -> dict[str, Any]:
     name = model_choice_name(str(model_cfg._target_))
     if name is None:
         return {}
-    from ..config.schema import all_schemas
+    from ..config.registry import all_schemas
 
     defaults = OmegaConf.structured(all_schemas()["model"][name])
     path = CONF_DIR / "model" / f"{name}.yaml"
