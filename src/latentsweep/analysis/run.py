@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from .. import figures, tracking
 from ..data import PreparedData
 from ..errors import ConfigError, DataError, TrackingError
-from ..pipeline import load_data
+from ..loading import load_data
 from ..training import resolve_device
 from . import report
 from .latents import encode_series, latent_columns, latents_frame, reconstruct_series, splits_of, write_latents
@@ -53,7 +53,7 @@ class ModelSource:
 # --- which model ----------------------------------------------------------------------------
 def _model_target(model: str) -> str | None:
     """`_target_` of conf/model/<model>.yaml's schema, to recognise that model's runs."""
-    from ..config.schema import all_schemas
+    from ..config.registry import all_schemas
 
     schema = all_schemas().get("model", {}).get(model)
     return getattr(schema, "_target_", None) if schema is not None else None

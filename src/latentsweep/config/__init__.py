@@ -1,5 +1,6 @@
-"""Config schemas and their registration in Hydra's ConfigStore."""
+"""Config schemas (`schema`, `zoo`, `sources`, `tasks`), their checks, and their registration."""
 
-from .schema import COMMON_DATA_FIELDS, SCHEMAS, register_configs, validate
+from .registry import register_configs
+from .schema import COMMON_DATA_FIELDS, SCHEMAS, validate
 
 __all__ = ["COMMON_DATA_FIELDS", "SCHEMAS", "register_configs", "validate"]

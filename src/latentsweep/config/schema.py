@@ -1,8 +1,8 @@
-"""Structured-config schemas for every config group, registered in Hydra's ConfigStore.
+"""Structured-config schemas of the core config groups (zoo, sources and tasks have their own modules).
 
-Each YAML file under `conf/<group>/` starts from one of these schemas (its defaults list names
-`<name>_schema`), so a misspelled key or a wrong type fails at composition, and `check()` rejects
-impossible values at start-up with a one-line message naming the key.
+Each YAML file under `conf/<group>/` starts from one of these schemas (`config.registry` stores
+them in Hydra's ConfigStore), so a misspelled key or a wrong type fails at composition, and
+`check()` rejects impossible values at start-up with a one-line message naming the key.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from . import checks
@@ -202,40 +201,6 @@ SCHEMAS: dict[str, dict[str, type]] = {
 }
 
 
-def all_schemas() -> dict[str, dict[str, type]]:
-    """SCHEMAS here plus those of the zoo, data-source and task modules (each owns its own)."""
-    from . import sources, tasks, zoo
-
-    merged: dict[str, dict[str, type]] = {}
-    for table in (SCHEMAS, zoo.SCHEMAS, sources.SCHEMAS, tasks.SCHEMAS):
-        for group, entries in table.items():
-            merged.setdefault(group, {}).update(entries)
-    return merged
-
-
-def _task_suffix(task: str | None) -> str:
-    return "" if task in (None, "", "reconstruct") else f"-{task}"
-
-
-def register_configs() -> None:
-    """Store every schema as `<group>/<name>_schema` (idempotent), and our config resolvers."""
-    from ..sweeps.config import register as register_sweeper
-
-    # OmegaConf 2.4 renamed register_new_resolver to register_resolver
-    _register_resolver = getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver
-    if not OmegaConf.has_resolver("ls_task_suffix"):  # study names: rnn_ae-synthetic(-classify)
-        _register_resolver("ls_task_suffix", _task_suffix)
-    from ..parallel import register_resolvers
-
-    register_resolvers()  # ${ls_n_jobs:...}: trial processes for this machine (hydra/launcher=trials)
-
-    register_sweeper()  # hydra/sweeper/latentsweep_optuna_schema and the sweeper plugin class
-    cs = ConfigStore.instance()
-    for group, entries in all_schemas().items():
-        for name, node in entries.items():
-            cs.store(group=group, name=f"{name}_schema", node=node, replace=True)
-
-
 def validate(cfg: DictConfig) -> None:
     """Run every group's `check()`; raises ConfigError on the first impossible value."""
     for group in ("model", "data", "optimizer", "trainer"):
@@ -252,4 +217,4 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
 
-__all__ = ["COMMON_DATA_FIELDS", "SCHEMAS", "register_configs", "validate", "field"]
+__all__ = ["COMMON_DATA_FIELDS", "SCHEMAS", "validate", "field"]

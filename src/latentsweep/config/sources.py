@@ -1,4 +1,4 @@
-"""Schemas for the sources config groups; merged into the ConfigStore by `schema.register_configs`.
+"""Schemas for the sources config groups; merged into the ConfigStore by `registry.register_configs`.
 
 Each schema's own fields are passed to its `_target_` source function; the fields inherited from
 `DataConfig` (batching, normalisation, fixed_length, ...) are applied by `data.prepare()`.

@@ -1,8 +1,8 @@
-"""Schemas for the `task` config group; merged into the ConfigStore by `schema.register_configs`.
+"""Schemas for the `task` config group; merged into the ConfigStore by `registry.register_configs`.
 
 `task=reconstruct` (default) trains the autoencoder as such; `task=classify` wraps the same
 model's encoder with an MLP head (`latentsweep.tasks`). `check()` is called by
-`latentsweep.tasks.setup_task`, so an impossible value fails before any data is read.
+`latentsweep.tasks.setup.setup_task`, so an impossible value fails before any data is read.
 """
 
 from __future__ import annotations

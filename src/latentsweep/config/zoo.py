@@ -1,4 +1,4 @@
-"""Schemas for the zoo config groups; merged into the ConfigStore by `schema.register_configs`.
+"""Schemas for the zoo config groups; merged into the ConfigStore by `registry.register_configs`.
 
 One dataclass per `conf/model/<name>.yaml`. `check()` rejects impossible values at start-up with
 a one-line ConfigError naming the key; checks that need the data (e.g. how far a conv stack may

@@ -1,4 +1,5 @@
-"""Schema of `hydra.sweeper` for our Optuna sweeper, registered as `hydra/sweeper/latentsweep_optuna_schema`.
+"""Schema of `hydra.sweeper` for our Optuna sweeper; `hydra_plugins.latentsweep_sweeper` registers it
+as `hydra/sweeper/latentsweep_optuna_schema` when Hydra scans its plugins.
 
 It extends the upstream `OptunaSweeperConf`, so every upstream key (sampler, storage, study_name,
 n_trials, n_jobs, params, custom_search_space, ...) keeps its meaning; `conf/hydra/sweeper/optuna.yaml`
@@ -10,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 
 
@@ -43,19 +43,3 @@ class LatentSweepOptunaConf(OptunaSweeperConf):
     register_best: bool = True  # register the best trial's model as latentsweep-<model>@best
     min_trials_for_failure_rate: int = 4  # judge max_failure_rate only after this many trials
     max_retries: int = 2  # times a killed trial continues from its checkpoint before it FAILs
-
-
-def register() -> None:
-    """Store the schema (idempotent); called from `latentsweep.config.register_configs`."""
-    ConfigStore.instance().store(group="hydra/sweeper", name="latentsweep_optuna_schema",
-                                 node=LatentSweepOptunaConf, provider="latentsweep", replace=True)
-    register_plugin()
-
-
-def register_plugin() -> None:
-    """Make Hydra's plugin registry know our sweeper class (it only scans `hydra_plugins.*`)."""
-    from hydra.core.plugins import Plugins
-
-    from .sweeper import LatentSweepOptunaSweeper
-
-    Plugins.instance().register(LatentSweepOptunaSweeper)
