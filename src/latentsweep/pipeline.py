@@ -15,14 +15,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .build import build_optimizer, load_source
-from .config import COMMON_DATA_FIELDS, validate
-from .data import BatchLoader, BucketBatchSampler, PreparedData, collate, prepare
-from .errors import CheckpointError, ConfigError, DataError, ResourceError
+from .build import build_optimizer
+from .config import validate
+from .data import PreparedData, collate
+from .errors import CheckpointError, DataError, ResourceError
+from .loading import load_data, make_loaders
 from .objectives import check_objective, objective_metrics, objective_names, objective_value
-from .tasks import log_task_results, setup_task
+from .tasks.setup import log_task_results, setup_task
 from .threads import RunLease, ThreadPolicy
-from .tracking import Tracker
+from .tracking.tracker import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
 from .training.checkpoint import is_finished
 from .training.device import configure_cuda, set_deterministic
@@ -30,37 +31,6 @@ from .training.device import configure_cuda, set_deterministic
 log = logging.getLogger("latentsweep")
 
 RESUME_SEARCH_ROOT = Path("outputs")
-
-
-def load_data(data_cfg: DictConfig, seed: int) -> PreparedData:
-    try:
-        raw = load_source(data_cfg, COMMON_DATA_FIELDS)
-    except (DataError, ConfigError):
-        raise
-    except Exception as exc:
-        cause = exc.__cause__ or exc
-        if isinstance(cause, (DataError, ConfigError)):
-            raise cause from exc
-        if isinstance(cause, ValueError):
-            raise DataError(str(cause).splitlines()[0]) from exc
-        raise
-    return prepare(raw, min_length=data_cfg.min_length, val_fraction=data_cfg.val_fraction, seed=seed,
-                   normalize=data_cfg.normalize, fixed_length=data_cfg.fixed_length,
-                   drop_nonfinite=data_cfg.drop_nonfinite, test_fraction=data_cfg.get("test_fraction", 0.0),
-                   fixed_length_if_variable=data_cfg.get("fixed_length_if_variable"))
-
-
-def make_loaders(data: PreparedData, data_cfg: DictConfig, seed: int,
-                 device: torch.device) -> tuple[BatchLoader, BatchLoader]:
-    train_set, val_set = data.train, data.val
-    if device.type == "cuda" and data_cfg.get("on_device", True):
-        train_set, val_set = train_set.to(device), val_set.to(device)  # small: slice on the GPU
-    train = BatchLoader(train_set, BucketBatchSampler(train_set.lengths, data_cfg.batch_size, seed=seed,
-                                                      mode=data_cfg.batching,
-                                                      pool_batches=data_cfg.bucket_pool), device)
-    val = BatchLoader(val_set, BucketBatchSampler(val_set.lengths, data_cfg.batch_size, seed=seed,
-                                                  mode="bucket", shuffle=False), device)
-    return train, val
 
 
 def _find_checkpoint_dir(trainer_cfg: DictConfig) -> Path:
