@@ -8,7 +8,14 @@ import pickle
 
 import pytest
 
-from latentsweep.errors import CheckpointError, ConfigError, DataError, DivergedError, ResourceError
+from latentsweep.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    DivergedError,
+    ResourceError,
+    mark_origin,
+)
 from latentsweep.sweeps import failures
 from latentsweep.sweeps.failures import (
     DIVERGED,
@@ -19,7 +26,6 @@ from latentsweep.sweeps.failures import (
     InfeasibleStreak,
     WorkerDied,
     cause_of,
-    mark_origin,
     same_failure_everywhere,
     signature,
 )

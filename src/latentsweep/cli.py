@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .errors import LatentSweepError
+from .errors import LatentSweepError, mark_origin
 
 log = logging.getLogger("latentsweep")
 
@@ -70,8 +70,6 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(1)
         except Exception as exc:  # a bug: the sweeper tells ours from a library's by where it was raised
             if _in_multirun():
-                from .sweeps.failures import mark_origin
-
                 mark_origin(exc)
             raise
 

@@ -5,6 +5,14 @@ file). `train.py` prints it as one line that names the problem and the fix, with
 traceback (set HYDRA_FULL_ERROR=1 for one). Anything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+_OUR_CODE = Path(__file__).resolve().parent  # src/latentsweep
+ORIGIN_ATTR = "raised_in_our_code"  # set on the exception in the job, survives pickling to the sweeper
+
 
 class LatentSweepError(Exception):
     """Base class: a one-line, actionable message."""
@@ -32,3 +40,12 @@ class TrackingError(LatentSweepError):
 
 class ResourceError(LatentSweepError):
     """The run ran out of a resource (GPU memory) at the sizes it was given."""
+
+
+def mark_origin(exc: BaseException) -> None:
+    """Record on `exc` whether its innermost frame is in latentsweep: the traceback does not travel
+    from a worker process back to the sweeper, the exception's attributes do."""
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    if frames:
+        here = Path(frames[-1].filename).resolve()
+        setattr(exc, ORIGIN_ATTR, _OUR_CODE in here.parents)

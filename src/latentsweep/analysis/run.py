@@ -31,7 +31,14 @@ from ..errors import ConfigError, DataError, TrackingError
 from ..loading import load_data
 from ..training import resolve_device
 from . import report
-from .latents import encode_series, latent_columns, latents_frame, reconstruct_series, splits_of, write_latents
+from .latents import (
+    encode_series,
+    latent_columns,
+    latents_frame,
+    reconstruct_series,
+    splits_of,
+    write_latents,
+)
 from .metrics import choose_k, clustering_scores, limited_threads, probe, raw_features, subsample
 from .svm import svm_accuracy
 

@@ -17,11 +17,9 @@ sample breaks a constraint stops the sweep with the line that names the constrai
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Sequence
-from pathlib import Path
 
-from ..errors import ConfigError, DivergedError, ResourceError
+from ..errors import ORIGIN_ATTR, ConfigError, DivergedError, ResourceError
 
 KILLED, OOM, DIVERGED, FATAL, ERROR = "killed", "oom", "diverged", "fatal", "error"
 
@@ -30,21 +28,10 @@ SAME_FAILURE_TRIALS = 3
 # Infeasible samples in a row, with none feasible yet, that show a space has no feasible point.
 INFEASIBLE_STREAK = 10
 
-_OUR_CODE = (Path(__file__).resolve().parents[1],)  # src/latentsweep
-ORIGIN_ATTR = "raised_in_our_code"  # set on the exception in the job, survives pickling to the sweeper
 
 
 class WorkerDied(RuntimeError):
     """The process running the trial died (killed for memory, preempted, a crash in C code)."""
-
-
-def mark_origin(exc: BaseException) -> None:
-    """Record on `exc` whether its innermost frame is in latentsweep: the traceback does not travel
-    from a worker process back to the sweeper, the exception's attributes do."""
-    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
-    if frames:
-        here = Path(frames[-1].filename).resolve()
-        setattr(exc, ORIGIN_ATTR, any(root in here.parents for root in _OUR_CODE))
 
 
 def signature(error: BaseException | None) -> str:
