@@ -16,6 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 ALLOWED: dict[str, set[str]] = {
     "latentsweep.errors": set(),
     "latentsweep.parallel": set(),
+    "latentsweep.threads": {"latentsweep.parallel"},
     "latentsweep.figures": set(),
     "latentsweep.cli": {"latentsweep.errors"},
     "latentsweep.config": {"latentsweep.errors", "latentsweep.parallel"},
@@ -42,8 +43,8 @@ ALLOWED: dict[str, set[str]] = {
                             "latentsweep.errors"},
     "latentsweep.pipeline": {"latentsweep.build", "latentsweep.config", "latentsweep.data",
                              "latentsweep.errors", "latentsweep.figures", "latentsweep.loading",
-                             "latentsweep.objectives", "latentsweep.tasks.setup", "latentsweep.tracking",
-                             "latentsweep.training"},
+                             "latentsweep.objectives", "latentsweep.tasks.setup", "latentsweep.threads",
+                             "latentsweep.tracking", "latentsweep.training"},
     "latentsweep.analysis.run": {"latentsweep.analysis", "latentsweep.config", "latentsweep.data",
                                  "latentsweep.errors", "latentsweep.figures", "latentsweep.loading",
                                  "latentsweep.tracking", "latentsweep.training"},
