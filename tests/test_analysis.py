@@ -151,6 +151,24 @@ def test_without_run_analyze_takes_the_best_autoencoder_never_a_classifier(make_
     assert f"analysing run {autoencoder}" in caplog.text and "task=reconstruct" in caplog.text
     assert "1 supervised (task=classify) run(s) skipped" in caplog.text
 
+def test_without_run_analyze_takes_the_newest_registered_best(make_cfg, mlflow_uri):
+    """After a single-model sweep (e.g. experiment=latent), plain `python analyze.py` analyses its best model."""
+    from latentsweep.tracking import register_best_model
+
+    quick = [*SEPARABLE, "trainer.max_epochs=1"]
+    train(make_cfg(quick, tiny=False))
+    rnn = _last_run_id(mlflow_uri)
+    train(make_cfg(["model=conv_ae", "model.length=16", "model.latent_dim=4", "model.base_channels=4",
+                    *[o for o in quick if not o.startswith(("model.hidden_size", "model.latent_dim"))]], tiny=False))
+    conv = _last_run_id(mlflow_uri)
+    register_best_model(mlflow_uri, rnn, "latentsweep-rnn_ae")
+    register_best_model(mlflow_uri, conv, "latentsweep-conv_ae")  # registered last: the newest sweep's best
+    result = analyze(_analyze_cfg(make_cfg, mlflow_uri, "max_points=200", "n_worst=0"))
+    assert result["analyzed_run_id"] == conv and "latentsweep-conv_ae@best" in result["source"]
+    register_best_model(mlflow_uri, rnn, "latentsweep-rnn_ae")  # a newer version moves the alias: rnn_ae is newest
+    assert analyze(_analyze_cfg(make_cfg, mlflow_uri, "max_points=200", "n_worst=0"))["analyzed_run_id"] == rnn
+
+
 def test_objective_switch_changes_what_train_returns(make_cfg, mlflow_uri):
     both = train(make_cfg(["objective=[val_loss,probe_accuracy,silhouette]"]))
     assert isinstance(both, list) and len(both) == 3

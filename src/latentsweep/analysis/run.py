@@ -119,11 +119,24 @@ FAMILY_WINNER = "families"  # a family sweep registers its overall winner as lat
 DEFAULT_MODEL = "rnn_ae"  # model_name=auto without a family sweep's winner
 
 
+def _newest_registered(uri: str, alias: str) -> str | None:
+    """The zoo model whose `latentsweep-<model>@<alias>` was registered last, or None."""
+    from ..config.registry import all_schemas
+
+    found = {}
+    for model in all_schemas().get("model", {}):
+        version = tracking.registered_version(uri, f"{REGISTRY_PREFIX}{model}", alias)
+        if version is not None:
+            found[model] = version.registered_ms or 0
+    return max(found, key=found.get) if found else None
+
+
 def resolve_model(cfg: DictConfig, uri: str) -> ModelSource:
     """`run=<id>`, else the registry's `latentsweep-<model>@<alias>`, else the best finished run.
 
     `model_name=auto` (the default): a family sweep's winner (`latentsweep-families@<alias>`), else
-    as `model_name=rnn_ae`.
+    the most recently registered `latentsweep-<model>@<alias>` of the zoo (the last single-model
+    sweep's best, e.g. `experiment=latent`'s conv_ae), else as `model_name=rnn_ae`.
     """
     if cfg.run:
         loaded, config = tracking.load_model(str(cfg.run), uri)
@@ -131,7 +144,7 @@ def resolve_model(cfg: DictConfig, uri: str) -> ModelSource:
     if cfg.model_name == "auto":
         if tracking.registered_version(uri, f"{REGISTRY_PREFIX}{FAMILY_WINNER}", str(cfg.alias)) is not None:
             return _from_registry(uri, FAMILY_WINNER, str(cfg.alias))
-        cfg = OmegaConf.merge(cfg, {"model_name": DEFAULT_MODEL})
+        cfg = OmegaConf.merge(cfg, {"model_name": _newest_registered(uri, str(cfg.alias)) or DEFAULT_MODEL})
     if cfg.model_name:
         found = _from_registry(uri, str(cfg.model_name), str(cfg.alias))
         if found is not None:

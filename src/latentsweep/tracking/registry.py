@@ -23,6 +23,7 @@ class RegisteredVersion:
 
     version: str
     run_id: str
+    registered_ms: int | None = None  # when this version was registered (ms since the epoch)
 
 
 def register_best_model(uri: str | None, run_id: str, model_name: str, alias: str = "best",
@@ -95,4 +96,4 @@ def registered_version(uri: str | None, name: str, alias: str) -> RegisteredVers
         version = client.get_model_version_by_alias(name, alias)
     except Exception:
         return None
-    return RegisteredVersion(str(version.version), version.run_id)
+    return RegisteredVersion(str(version.version), version.run_id, version.creation_timestamp)
