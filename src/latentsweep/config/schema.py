@@ -167,7 +167,7 @@ class TrainerConfig:
     grad_clip: float | None = 1.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "32"  # 32 | bf16 (bf16 autocast, CUDA only)
-    num_threads: int | None = None  # torch CPU threads; sweeps set it per job
+    num_threads: int | None = None  # torch CPU threads; null: the rule in latentsweep/threads.py
     checkpoint_dir: str | None = None
     resume: bool = False
     resume_from: str | None = None  # a run's output dir or checkpoint dir
