@@ -222,9 +222,28 @@ def mlflow_server(folder: Path, command: str = "server") -> Iterator[tuple[str, 
         yield servers[0]
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, read from /proc (MLflow 3's job runner starts its huey
+    consumers in sessions of their own, so killing the server's group alone leaves them running)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def stop_group(proc: subprocess.Popen, sig: int = 9) -> None:
-    """Kill a server started with start_new_session=True and all its workers (its own group only)."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+    """Kill a server started with start_new_session=True, its group and every process below it."""
+    doomed = _descendants(proc.pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
     proc.wait(timeout=30)
