@@ -28,7 +28,10 @@ def _task_suffix(task: str | None) -> str:
 
 
 def register_configs() -> None:
-    """Store every schema as `<group>/<name>_schema` (idempotent), and our config resolvers."""
+    """Store every schema as `schema/<group>/<name>` (idempotent), and our config resolvers.
+
+    Not in `<group>/` itself: Hydra would offer the schemas as options (`model=rnn_ae_schema`).
+    Each `conf/<group>/<name>.yaml` extends its schema: `- /schema/<group>/<name>@_here_`."""
     # OmegaConf 2.4 renamed register_new_resolver to register_resolver
     _register_resolver = getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver
     if not OmegaConf.has_resolver("ls_task_suffix"):  # study names: rnn_ae-synthetic(-classify)
@@ -38,4 +41,4 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     for group, entries in all_schemas().items():
         for name, node in entries.items():
-            cs.store(group=group, name=f"{name}_schema", node=node, replace=True)
+            cs.store(group=f"schema/{group}", name=name, node=node, replace=True)

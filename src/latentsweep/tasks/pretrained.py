@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..config.registry import all_schemas
 from ..data.series import DataSpec
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
-
 
 @dataclass
 class Pretrained:
@@ -40,8 +36,6 @@ class Pretrained:
 
 def model_choice_name(target: str) -> str | None:
     """'latentsweep.models.rnn_ae.RNNAutoencoder' -> 'rnn_ae' (the conf/model/ option)."""
-    from ..config.registry import all_schemas
-
     for name, schema in all_schemas().get("model", {}).items():
         if getattr(schema, "_target_", None) == target:
             return name
@@ -72,18 +66,27 @@ def load_pretrained(reference: str, model_target: str, tracking_uri: str | None)
                       dict(config.get("data") or {}), model.state_dict())
 
 
+def _option_file(group: str, name: str) -> dict[str, Any]:
+    """The values `conf/<group>/<name>.yaml` sets, read from the config sources of the running Hydra
+    app (wherever its conf/ lives: a checkout, a package, a search-path plugin). Outside one, {}."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not GlobalHydra.instance().is_initialized():
+        return {}
+    path = f"{group}/{name}"
+    for source in GlobalHydra.instance().config_loader().get_sources():
+        if source.is_config(path):
+            body = source.load_config(path).config
+            return {k: v for k, v in OmegaConf.to_container(body).items() if k != "defaults"}
+    return {}
+
+
 def _schema_defaults(model_cfg: DictConfig) -> dict[str, Any]:
-    """The model's values without user overrides: its schema plus conf/model/<name>.yaml."""
+    """The model's values without user overrides: its schema plus its conf/model/<name>.yaml."""
     name = model_choice_name(str(model_cfg._target_))
     if name is None:
         return {}
-    from ..config.registry import all_schemas
-
-    defaults = OmegaConf.structured(all_schemas()["model"][name])
-    path = CONF_DIR / "model" / f"{name}.yaml"
-    if path.exists():
-        body = {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k != "defaults"}
-        defaults = OmegaConf.merge(defaults, body)
+    defaults = OmegaConf.merge(OmegaConf.structured(all_schemas()["model"][name]), _option_file("model", name))
     return OmegaConf.to_container(defaults, resolve=True)
 
 
