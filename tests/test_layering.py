@@ -19,9 +19,10 @@ ALLOWED: dict[str, set[str]] = {
     "latentsweep.threads": {"latentsweep.parallel"},
     "latentsweep.figures": set(),
     "latentsweep.cli": {"latentsweep.errors"},
-    "latentsweep.config": {"latentsweep.errors", "latentsweep.parallel"},
-    "latentsweep.data": {"latentsweep.errors"},
-    "latentsweep.models": {"latentsweep.data", "latentsweep.errors"},
+    "latentsweep.choices": set(),  # allowed values checked by schemas and used by data and models
+    "latentsweep.config": {"latentsweep.choices", "latentsweep.errors", "latentsweep.parallel"},
+    "latentsweep.data": {"latentsweep.choices", "latentsweep.errors"},
+    "latentsweep.models": {"latentsweep.choices", "latentsweep.data", "latentsweep.errors"},
     "latentsweep.training": {"latentsweep.data", "latentsweep.errors"},
     # the model side of tasks: the classifier head, its metrics and figures, wrap_for_task
     "latentsweep.tasks": {"latentsweep.config", "latentsweep.data", "latentsweep.errors",

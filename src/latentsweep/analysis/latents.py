@@ -16,6 +16,7 @@ import torch
 
 from ..data import BatchLoader, BucketBatchSampler, PreparedData, SeriesSet, collate
 from ..data.prepare import resample
+from ..models.base import eval_mode
 from ..models.losses import per_series_reconstruction_error
 
 LATENT_PREFIX = "z"
@@ -44,11 +45,9 @@ def encode_series(model, series: SeriesSet, *, batch_size: int = 256, with_error
     loader = BatchLoader(series, BucketBatchSampler(series.lengths, batch_size, mode="bucket",
                                                     shuffle=False), device)
     with_errors = with_errors and hasattr(model, "decode")
-    was_training = model.training
-    model.eval()
     latents: np.ndarray | None = None
     errors = np.full(len(series), np.nan, dtype=np.float64) if with_errors else None
-    try:
+    with eval_mode(model):
         for batch in loader:
             z = model.get_latent(batch)
             if latents is None:
@@ -60,8 +59,6 @@ def encode_series(model, series: SeriesSet, *, batch_size: int = 256, with_error
                 err = per_series_reconstruction_error(recon, batch.values, batch.mask,
                                                       getattr(model, "loss_kind", "mse"))
                 errors[idx] = err.cpu().numpy()
-    finally:
-        model.train(was_training)
     if latents is None:
         latents = np.zeros((0, 0), dtype=np.float32)
     return Encoded(latents, errors)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import ConfigError
@@ -32,6 +32,14 @@ def one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
     choices = list(choices)
     if value not in choices:
         raise ConfigError(f"unknown {key}={value!r} — choose one of {choices}")
+
+
+def rule(check: Callable[..., Any], *args: Any) -> None:
+    """A rule of `latentsweep.choices` (which the code using the value applies too), as a ConfigError."""
+    try:
+        check(*args)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 # A model size above this is a typo, not an experiment: it would exhaust memory minutes later.

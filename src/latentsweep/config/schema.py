@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from .. import choices
 from . import checks
 from .checks import MAX_WIDTH
 
@@ -23,7 +24,7 @@ class ModelConfig:
     loss: str = "mse"
 
     def check(self) -> None:
-        checks.one_of("model.loss", self.loss, ("auto", "mse", "l1", "huber", "bce"))
+        checks.one_of("model.loss", self.loss, ("auto", *choices.LOSSES))
 
 
 @dataclass
@@ -45,12 +46,7 @@ class RNNAEConfig(ModelConfig):
         checks.positive("model.num_layers", self.num_layers, upper=64)
         checks.one_of("model.cell", self.cell, ("gru", "lstm"))
         checks.fraction("model.dropout", self.dropout)
-        checks.one_of("model.sequence_path", self.sequence_path, ("auto", "padded", "packed"))
-        if self.sequence_path == "padded" and self.bidirectional:
-            from ..errors import ConfigError
-
-            raise ConfigError("model.sequence_path=padded is not exact for a bidirectional encoder "
-                              "— use model.sequence_path=packed or auto")
+        checks.rule(choices.sequence_path, self.sequence_path, self.bidirectional)
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -86,7 +82,7 @@ class DataConfig:
             raise ConfigError(f"data.val_fraction + data.test_fraction = {self.val_fraction + self.test_fraction:g} "
                               "leaves no training series — keep their sum below 1")
         checks.positive("data.min_length", self.min_length)
-        checks.one_of("data.normalize", self.normalize, ("none", "zscore", "global", "minmax"))
+        checks.one_of("data.normalize", self.normalize, choices.NORMALISATIONS)
         checks.positive("data.fixed_length", self.fixed_length, allow_none=True, upper=10_000_000)
         checks.positive("data.fixed_length_if_variable", self.fixed_length_if_variable, allow_none=True,
                         upper=10_000_000)

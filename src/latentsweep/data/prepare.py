@@ -24,12 +24,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..choices import NORMALISATIONS
 from ..errors import DataError
 from .series import DataSpec, SeriesSet
 
 log = logging.getLogger(__name__)
-
-NORMALISATIONS = ("none", "zscore", "global", "minmax")
 
 
 @dataclass

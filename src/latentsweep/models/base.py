@@ -7,12 +7,27 @@ nothing of Hydra or MLflow.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import Tensor, nn
 
 from ..data.batching import Batch
 from ..data.series import DataSpec
 from .losses import RECONSTRUCTION_LOSSES, masked_reconstruction_loss
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """`module` in eval mode for the block (no dropout, a VAE's mean as its latent), then back in
+    the mode it was in: inference in the middle of training leaves training as it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 class Autoencoder(nn.Module):
@@ -65,18 +80,10 @@ class Autoencoder(nn.Module):
     @torch.no_grad()
     def get_latent(self, batch: Batch) -> Tensor:
         """Deterministic latent (eval mode, no grad); restores the previous mode."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self.encode(batch)
-        finally:
-            self.train(was_training)
 
     @torch.no_grad()
     def reconstruct(self, batch: Batch) -> Tensor:
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self.output_to_values(self.forward(batch)["recon"])
-        finally:
-            self.train(was_training)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-RECONSTRUCTION_LOSSES = ("mse", "l1", "huber", "bce")
+from ..choices import LOSSES as RECONSTRUCTION_LOSSES
 
 
 def elementwise(recon: Tensor, target: Tensor, kind: str) -> Tensor:

@@ -18,24 +18,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .. import choices
 from ..data.batching import Batch, to_device_async
 from ..data.series import DataSpec
 from .base import Autoencoder
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
-SEQUENCE_PATHS = ("auto", "padded", "packed")
-
-
-def choose_sequence_path(requested: str, bidirectional: bool) -> str:
-    """Resolve `auto` and refuse combinations that would give a wrong latent."""
-    if requested not in SEQUENCE_PATHS:
-        raise ValueError(f"unknown model.sequence_path={requested!r}; choose one of {SEQUENCE_PATHS}")
-    if requested == "auto":
-        return "packed" if bidirectional else "padded"
-    if requested == "padded" and bidirectional:
-        raise ValueError("model.sequence_path=padded is not exact for a bidirectional encoder "
-                         "(its backward pass would start on padding) — use sequence_path=packed or auto")
-    return requested
 
 
 def last_valid_step(outputs: Tensor, lengths: Tensor) -> Tensor:
@@ -69,7 +57,7 @@ class RNNAutoencoder(Autoencoder):
                 raise ValueError(f"model.{name} must be >= 1, got {value}")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
         self.bidirectional = bidirectional
-        self.sequence_path = choose_sequence_path(sequence_path, bidirectional)
+        self.sequence_path = choices.sequence_path(sequence_path, bidirectional)
         rnn = CELLS[cell]
         layer_dropout = dropout if num_layers > 1 else 0.0
         directions = 2 if bidirectional else 1
@@ -96,9 +84,12 @@ class RNNAutoencoder(Autoencoder):
         outputs, _ = self.encoder(batch.values)
         return last_valid_step(outputs, batch.lengths)
 
+    def summarize(self, batch: Batch) -> Tensor:
+        """[B, H * directions]: the encoder's summary of each series, on the chosen path."""
+        return self._summary_packed(batch) if self.sequence_path == "packed" else self._summary_padded(batch)
+
     def encode(self, batch: Batch) -> Tensor:
-        summary = self._summary_packed(batch) if self.sequence_path == "packed" else self._summary_padded(batch)
-        return self.to_latent(summary)
+        return self.to_latent(self.summarize(batch))
 
     # -- decoder -------------------------------------------------------------------------------
     def _initial_state(self, latent: Tensor):

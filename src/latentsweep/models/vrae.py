@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..data.batching import Batch
 from ..data.series import DataSpec
+from .base import eval_mode
 from .losses import masked_reconstruction_loss
 from .rnn_ae import RNNAutoencoder
 
@@ -56,10 +57,7 @@ class VRAE(RNNAutoencoder):
     # -- posterior -------------------------------------------------------------------------------
     def posterior(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """(mean, logvar), each [B, latent]."""
-        if self.sequence_path == "packed":
-            summary = self._summary_packed(batch)
-        else:
-            summary = self._summary_padded(batch)
+        summary = self.summarize(batch)
         logvar = self.to_logvar(summary).clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)
         return self.to_latent(summary), logvar
 
@@ -90,12 +88,8 @@ class VRAE(RNNAutoencoder):
     @torch.no_grad()
     def sample(self, n: int, length: int, generator: torch.Generator | None = None) -> Tensor:
         """[n, length, C] series decoded from z ~ N(0, I), in data space."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             device = self.to_latent.weight.device
             z = torch.randn(n, self.latent_dim, generator=generator).to(device)
             lengths = torch.full((n,), int(length), dtype=torch.long)
             return self.output_to_values(self.decode(z, lengths))
-        finally:
-            self.train(was_training)

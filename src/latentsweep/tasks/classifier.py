@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..data.batching import Batch, collate
 from ..data.series import DataSpec, SeriesSet
+from ..models.base import eval_mode
 from .metrics import ConfusionTally
 
 LOSSES = ("cross_entropy", "focal")
@@ -67,13 +68,8 @@ def latent_size(autoencoder: nn.Module, spec: DataSpec) -> int:
     length = spec.fixed_length or min(spec.max_length, 64)
     probe = collate(SeriesSet.from_arrays([torch.zeros(length, spec.n_channels)]), [0])
     probe = probe.to(next(autoencoder.parameters()).device)
-    was_training = autoencoder.training
-    autoencoder.eval()
-    try:
-        with torch.no_grad():
-            return int(autoencoder.encode(probe).shape[-1])
-    finally:
-        autoencoder.train(was_training)
+    with eval_mode(autoencoder), torch.no_grad():
+        return int(autoencoder.encode(probe).shape[-1])
 
 
 class Classifier(nn.Module):
@@ -176,10 +172,6 @@ class Classifier(nn.Module):
 
     @torch.no_grad()
     def predict_logits(self, batch: Batch) -> Tensor:
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self.forward(batch)["logits"]
-        finally:
-            self.train(was_training)
 
