@@ -235,13 +235,17 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
     trial = (cfg.get("extra_tags") or {}).get("optuna_trial")
     run_name = cfg.tracking.run_name or (f"trial {trial}" if trial is not None else None)
 
+    # a copy taken now: fit() appends to the checkpoint's history list while open_run() runs in its
+    # thread, and an epoch appended there would be logged twice (here and by log_epoch)
+    checkpointed_history = list(resume_state["loop"]["history"]) if resume_state else []
+
     def open_run() -> Tracker:
         tracker = Tracker.from_config(cfg.tracking)
         # params are logged only when a new run starts: also when the resumed run is gone or finished
         run_id = tracker.start(run_name=run_name, params=params, tags=tags, resume_run_id=resume_run_id,
                                parent_run_id=(cfg.get("extra_tags") or {}).get("parent_run_id"))
         if resume_state:
-            _log_missing_epochs(tracker, resume_state["loop"]["history"])
+            _log_missing_epochs(tracker, checkpointed_history)
         if run_id:
             log.info("MLflow run %s in %s", run_id, tracker.uri)
         return tracker
