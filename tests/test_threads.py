@@ -29,12 +29,15 @@ def lease_dir(tmp_path, monkeypatch):
 
 
 def test_models_whose_ops_are_too_small_to_split_get_one_thread_whatever_the_cores():
-    for model in ("RNNAutoencoder", "VRAE", "MLPAutoencoder", "TransformerAutoencoder"):
+    for model in ("RNNAutoencoder", "VRAE", "HighwayAutoencoder"):
         assert threads_for_run(model, "cpu", cores=2, runs_on_machine=1) == 1
         assert threads_for_run(model, "cpu", cores=64, runs_on_machine=1) == 1
 
 
-def test_conv_ae_gets_its_share_of_the_cores():
+def test_models_that_split_get_their_share_of_the_cores():
+    for model in ("TransformerAutoencoder", "MLPAutoencoder"):
+        assert threads_for_run(model, "cpu", cores=2, runs_on_machine=1) == 2
+        assert threads_for_run(model, "cpu", cores=2, runs_on_machine=2) == 1
     assert threads_for_run("ConvAutoencoder", "cpu", cores=2, runs_on_machine=1) == 2
     assert threads_for_run("ConvAutoencoder", "cpu", cores=2, runs_on_machine=2) == 1
     assert threads_for_run("ConvAutoencoder", "cpu", cores=16, runs_on_machine=4) == 4
