@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from conftest import compose_config
 from hydra.core.hydra_config import HydraConfig
 
+from latentsweep.errors import ConfigError
 from latentsweep.pipeline import train
 
 
@@ -19,7 +21,7 @@ def _recipe(*overrides: str, hydra: bool = False):
 
 def test_recipe_sets_model_data_training_and_search_space():
     cfg = _recipe("data=ucr", "data.name=ArrowHead", hydra=True)
-    assert cfg.model._target_.endswith("ConvAutoencoder") and cfg.objective == "val_loss"
+    assert cfg.model._target_.endswith("ConvAutoencoder") and cfg.objective == "svm_cv_accuracy"
     assert cfg.data.normalize == "zscore" and cfg.data.fixed_length is None and cfg.model.length == 128
     sweeper = cfg.hydra.sweeper
     assert sweeper.study_name == "latent-ucr-ArrowHead"  # one study per data set
@@ -51,5 +53,10 @@ def test_recipe_trains_on_variable_length_multichannel_series(tmp_path, mlflow_u
     for data in (["data=parquet", f"data.path={tmp_path / 's.parquet'}", "data.label_column=label",
                   "data.value_columns=[x,y]"],
                  ["data.n_series=60", "data.shortest=12", "data.longest=40"]):  # synthetic: 3 channels
-        loss = train(_recipe(*data, *budget))
-        assert np.isfinite(loss)
+        accuracy = train(_recipe(*data, *budget))  # the recipe's objective: svm_cv_accuracy
+        assert 0.0 <= accuracy <= 1.0
+    # the user's own unlabelled series: one line that names the fix, then the fix works
+    unlabelled = ["data=parquet", f"data.path={tmp_path / 's.parquet'}", "data.value_columns=[x,y]"]
+    with pytest.raises(ConfigError, match="needs labelled series.*objective=val_loss"):
+        train(_recipe(*unlabelled, *budget))
+    assert np.isfinite(train(_recipe(*unlabelled, *budget, "objective=val_loss")))

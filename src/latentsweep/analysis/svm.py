@@ -42,8 +42,10 @@ def _svc(C: float):
     return SVC(C=C, kernel="rbf", gamma="scale")
 
 
-def choose_svm_c(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0) -> tuple[float, float | None]:
-    """(C, its mean CV accuracy) by stratified k-fold on TRAIN (k = min(5, smallest class)).
+def choose_svm_c(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0,
+                 max_samples: int = MAX_CV_SAMPLES) -> tuple[float, float | None]:
+    """(C, its mean CV accuracy) by stratified k-fold on TRAIN (k = min(5, smallest class)), on at
+    most `max_samples` rows (a stratified subsample: an RBF-SVM's cost grows with the square of the rows).
 
     Ties go to the smaller C (GridSearchCV's rule): the smoother boundary. With a class of a
     single example no stratified split exists, so C falls back to scikit-learn's default.
@@ -56,8 +58,8 @@ def choose_svm_c(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0) -> tup
     if folds < 2:
         log.info("RBF-SVM: a class has a single training series, so C is not cross-validated (C=%g)", FALLBACK_C)
         return FALLBACK_C, None
-    if len(y_train) > MAX_CV_SAMPLES:
-        x_train, _, y_train, _ = train_test_split(x_train, y_train, train_size=MAX_CV_SAMPLES,
+    if len(y_train) > max_samples:
+        x_train, _, y_train, _ = train_test_split(x_train, y_train, train_size=max_samples,
                                                   random_state=seed, stratify=y_train)
     search = GridSearchCV(_svc(1.0), {"C": list(SVM_CS)},
                           cv=StratifiedKFold(folds, shuffle=True, random_state=seed))

@@ -43,7 +43,10 @@ def set_deterministic(on: bool) -> None:
     sweep workers are reused across trials."""
     if on:  # cuBLAS needs a fixed workspace for deterministic matmuls (read when CUDA starts)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on)
+    # Only when it changes something: the first call imports torch modules that cost 1.5 s of
+    # start-up on 2 cores (issue 21), and the default (off) needs no call.
+    if on or torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(on)
 
 
 def configure_cuda(deterministic: bool = False) -> None:
