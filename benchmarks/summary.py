@@ -108,6 +108,58 @@ def rows(folder: Path) -> list[list[str]]:
     return out
 
 
+LATENT_HEADERS = ["data set", "seed", "RBF-SVM accuracy, latent / raw", "spectral NMI, latent / raw",
+                  "k-means NMI, latent / raw", "both beat raw", "sweep s", "commit"]
+
+
+def latent_rows(folder: Path) -> list[list[str]]:
+    """One row per data set and seed of `bench_quality` files (quality*.json) in `folder`: the
+    recipe's scores on TEST, latent vs raw, and whether the latents win on both yardsticks."""
+    rows = []
+    for path in sorted(folder.glob("quality*.json")):
+        body = json.loads(path.read_text())
+        for name, result in body["data_sets"].items():
+            m = result["metrics"]
+            wins = (m["latent.svm_accuracy"] >= m["raw.svm_accuracy"]
+                    and m["latent.spectral.nmi"] >= m["raw.spectral.nmi"])
+            rows.append([name, str(body["seed"]),
+                         f"{m['latent.svm_accuracy']:.3f} / {m['raw.svm_accuracy']:.3f}",
+                         f"{m['latent.spectral.nmi']:.3f} / {m['raw.spectral.nmi']:.3f}",
+                         f"{m['latent.kmeans.nmi']:.3f} / {m['raw.kmeans.nmi']:.3f}",
+                         "yes" if wins else "NO", f"{result['sweep_s']:.0f}",
+                         str(body["machine"]["git_commit"])[:7]])
+    return sorted(rows, key=lambda r: (r[0], int(r[1])))
+
+
+VARIANT_HEADERS = ["variant (overrides on the recipe of its commit)", "data set", "seeds",
+                   "RBF-SVM accuracy, latent / raw (mean)", "spectral NMI, latent / raw (mean)",
+                   "runs where both beat raw", "commits"]
+
+
+def variant_rows(folder: Path) -> list[list[str]]:
+    """The `bench_quality --override ...` runs in `folder`, one row per variant and data set:
+    means over seeds, and in how many runs the latents beat the raw series on both yardsticks."""
+    groups: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
+    for path in sorted(folder.glob("*.json")):
+        body = json.loads(path.read_text())
+        variant = " ".join(body.get("overrides") or []) or "none"
+        for name, result in body.get("data_sets", {}).items():
+            groups.setdefault((variant, name), []).append((body, result["metrics"]))
+    rows = []
+    for (variant, name), runs in sorted(groups.items()):
+        def mean(key: str) -> float:
+            return sum(m[key] for _, m in runs) / len(runs)
+
+        wins = sum(m["latent.svm_accuracy"] >= m["raw.svm_accuracy"] and m["latent.spectral.nmi"] >= m["raw.spectral.nmi"]
+                   for _, m in runs)
+        rows.append([variant, name, ", ".join(str(b["seed"]) for b, _ in runs),
+                     f"{mean('latent.svm_accuracy'):.3f} / {mean('raw.svm_accuracy'):.3f}",
+                     f"{mean('latent.spectral.nmi'):.3f} / {mean('raw.spectral.nmi'):.3f}",
+                     f"{wins} of {len(runs)}",
+                     ", ".join(sorted({str(b["machine"]["git_commit"])[:7] for b, _ in runs}))])
+    return rows
+
+
 def provenance(folder: Path) -> str:
     """Where and when the run was measured, from its index.json."""
     index = _load(folder, "index.json")
@@ -123,8 +175,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", default="bench-quick", help="results folder (bench-quick | bench)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--latent", action="store_true",
+                        help="the per-seed latent-vs-raw table of the run's quality*.json files (e.g. latent-seeds)")
+    parser.add_argument("--variants", action="store_true",
+                        help="the recipe variants compared in the run's bench_quality files (e.g. latent-explore)")
     args = parser.parse_args(argv)
     folder = args.results_dir / args.run
+    if args.latent:
+        print(table(LATENT_HEADERS, latent_rows(folder)))
+        return
+    if args.variants:
+        print(table(VARIANT_HEADERS, variant_rows(folder)))
+        return
     print(provenance(folder) + "\n")
     print(table(HEADERS, rows(folder)))
 

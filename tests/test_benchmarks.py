@@ -212,3 +212,38 @@ def test_the_gpu_row_reads_the_sharing_file_and_says_when_it_is_partial(tmp_path
     rows["16"] = {"epochs_per_s": 20.0}
     (tmp_path / "gpu-check" / "sharing.json").write_text(json.dumps({"result": rows, "complete": True}))
     assert summary.rows(tmp_path / "bench-quick")[-1][1] == "10.0× the epochs/s of one trial — holds"
+
+
+def test_the_readme_latent_tables_are_the_ones_the_committed_runs_give(tmp_path):
+    """README's latent tables are `python -m benchmarks.summary <run> --latent|--variants` over the
+    committed files: the 3-seed table, the sets kept aside, and the variants the recipe was chosen from."""
+    from benchmarks import summary
+    from benchmarks.common import table
+
+    results = _committed_results(tmp_path / "results")
+    readme = (ROOT / "README.md").read_text()
+    tables = {"latent-seeds": (summary.LATENT_HEADERS, summary.latent_rows),
+              "latent-carryover": (summary.LATENT_HEADERS, summary.latent_rows),
+              "latent-explore": (summary.VARIANT_HEADERS, summary.variant_rows)}
+    for run, (headers, rows) in tables.items():
+        found = rows(results / run)
+        assert found, f"no committed results in benchmarks/results/{run}/"
+        assert table(headers, found) in readme, (
+            f"README lacks the table of benchmarks/results/{run}/: paste "
+            f"`python -m benchmarks.summary {run} --{'variants' if run == 'latent-explore' else 'latent'}`")
+
+
+def test_latent_rows_say_no_where_the_raw_series_win(tmp_path):
+    from benchmarks import summary
+
+    def metrics(svm, nmi):
+        return {"latent.svm_accuracy": svm, "raw.svm_accuracy": 0.8, "latent.spectral.nmi": nmi,
+                "raw.spectral.nmi": 0.3, "latent.kmeans.nmi": 0.2, "raw.kmeans.nmi": 0.2}
+
+    for seed, (svm, nmi) in enumerate([(0.85, 0.35), (0.85, 0.25), (0.75, 0.35)]):
+        body = {"seed": seed, "machine": {"git_commit": "abcdef0123"},
+                "data_sets": {"ArrowHead": {"sweep_s": 100.0, "metrics": metrics(svm, nmi)}}}
+        (tmp_path / f"quality-seed{seed}.json").write_text(json.dumps(body))
+    rows = summary.latent_rows(tmp_path)
+    assert [r[5] for r in rows] == ["yes", "NO", "NO"]
+    assert rows[0][2] == "0.850 / 0.800" and rows[1][3] == "0.250 / 0.300" and rows[0][7] == "abcdef0"
