@@ -62,8 +62,10 @@ def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[
     if folder is None:
         folder = ROOT / "data" / "ucr"
         _ensure_data(folder)
-    budget = {"n_trials": n_trials or _recipe_default("hydra.sweeper.n_trials"),
-              "epochs": epochs or _recipe_default("trainer.max_epochs")}
+    overridden = dict(o.split("=", 1) for o in overrides if "=" in o)  # a variant may set the budget too
+    budget = {"n_trials": n_trials or int(overridden.get("hydra.sweeper.n_trials", 0))
+              or _recipe_default("hydra.sweeper.n_trials"),
+              "epochs": epochs or int(overridden.get("trainer.max_epochs", 0)) or _recipe_default("trainer.max_epochs")}
     budget["share_of_recipe"] = (budget["n_trials"] * budget["epochs"]
                                  / (_recipe_default("hydra.sweeper.n_trials") * _recipe_default("trainer.max_epochs")))
     variant = list(overrides)

@@ -209,3 +209,16 @@ def test_recon_mse_scores_every_series_at_its_own_length(make_cfg):
     assert native_reconstruction_mse(model, native.val, native.val_reference) == pytest.approx(expected, rel=1e-5)
     conv = build_model(make_cfg(["model=conv_ae", "model.latent_dim=2"], tiny=False).model, resampled.spec).eval()
     assert np.isfinite(native_reconstruction_mse(conv, resampled.val, resampled.val_reference))
+
+
+def test_family_pruning_keeps_low_val_loss_when_the_study_maximises():
+    """A family sweep selecting on a maximised objective (svm_cv_accuracy) still reports val_loss
+    each epoch: the pruner must keep the trial with the lower loss, not the higher one."""
+    study = optuna.create_study(direction="maximize")
+    for i in range(3):
+        study.add_trial(_finished(i, "conv_ae", [1.0, 0.8], 0.9))
+    settings = {"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0, "per_family": True}
+    better = _finished(5, "conv_ae", [0.5, 0.3], state=TrialState.RUNNING)
+    worse = _finished(6, "conv_ae", [2.0, 1.9], state=TrialState.RUNNING)
+    assert not make_pruner(settings).prune(study, better)
+    assert make_pruner(settings).prune(study, worse)

@@ -25,7 +25,14 @@ def _int_or(value: Any, default: int) -> int:
 
 
 class _SameFamily:
-    """The study as a pruner sees it, holding only the trials of one model family."""
+    """The study as a pruner sees it, holding only the trials of one model family.
+
+    Its direction is always "minimize": what trials report each epoch is val_loss, whatever the
+    study maximises at the end (a family sweep may select on probe_accuracy or svm_cv_accuracy),
+    and Optuna's pruners read the study's direction to tell a better intermediate value."""
+
+    direction = optuna.study.StudyDirection.MINIMIZE
+    directions = (optuna.study.StudyDirection.MINIMIZE,)
 
     def __init__(self, study: optuna.Study, family: Any) -> None:
         self._study, self._family = study, family
