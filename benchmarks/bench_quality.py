@@ -49,8 +49,12 @@ def _recipe_default(key: str) -> int:
 
 
 def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[str, ...] = DATASETS,
-        folder: Path | None = None, seed: int = 0) -> dict:
+        folder: Path | None = None, seed: int = 0, overrides: tuple[str, ...] = (),
+        result_name: str = "quality") -> dict:
     """The recipe on each data set; `n_trials`/`epochs` None: the recipe's own budget.
+
+    `overrides`: Hydra overrides on top of the recipe (a variant of it, to compare with the recipe:
+    `--override objective=val_loss --name quality-val_loss`); they are written in the results file.
 
     `datasets`/`folder`: other UCR/UEA sets (e.g. to check that the recipe carries over to data it
     was not tuned on): `python -m benchmarks.bench_quality --data GunPoint --path <folder>`.
@@ -62,8 +66,9 @@ def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[
               "epochs": epochs or _recipe_default("trainer.max_epochs")}
     budget["share_of_recipe"] = (budget["n_trials"] * budget["epochs"]
                                  / (_recipe_default("hydra.sweeper.n_trials") * _recipe_default("trainer.max_epochs")))
+    variant = list(overrides)
     overrides = ([f"hydra.sweeper.n_trials={n_trials}"] if n_trials else []) + \
-                ([f"trainer.max_epochs={epochs}"] if epochs else [])
+                ([f"trainer.max_epochs={epochs}"] if epochs else []) + variant
     rows, results = [], {}
     for name in datasets:
         with tempfile.TemporaryDirectory() as tmp:
@@ -77,12 +82,13 @@ def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[
         rows.append([name, m.get("latent.svm_accuracy"), m.get("raw.svm_accuracy"),
                      m.get("latent.spectral.nmi"), m.get("raw.spectral.nmi"),
                      m.get("latent.probe_accuracy"), m.get("raw.probe_accuracy"), round(sweep_s)])
-    print(f"\n### 5. Latent quality on UCR data: experiment={RECIPE}, {budget['n_trials']} trials x "
+    print(f"\n### 5. Latent quality on UCR data: experiment={RECIPE} {' '.join(variant)}, {budget['n_trials']} trials x "
           f"{budget['epochs']} epochs ({budget['share_of_recipe']:.0%} of the recipe's budget), then analyze.py; "
           "scores on the official TEST split\n")
     print(table(["data set", "SVM acc latent", "SVM acc raw", "spectral NMI latent", "spectral NMI raw",
                  "probe acc latent", "probe acc raw", "sweep s"], rows))
-    save_results("quality", {"recipe": RECIPE, "budget": budget, "seed": seed, "data_sets": results})
+    save_results(result_name, {"recipe": RECIPE, "overrides": variant, "budget": budget, "seed": seed,
+                               "data_sets": results})
     return results
 
 
@@ -95,5 +101,7 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--seed", type=int, default=0, help="the sweep's seed (sampler, splits, weights)")
+    parser.add_argument("--override", action="append", default=[], help="a Hydra override on top of the recipe")
+    parser.add_argument("--name", default="quality", help="results file name (benchmarks/results/adhoc/<name>.json)")
     args = parser.parse_args()
-    run(args.trials, args.epochs, tuple(args.data), args.path, args.seed)
+    run(args.trials, args.epochs, tuple(args.data), args.path, args.seed, tuple(args.override), args.name)

@@ -7,7 +7,10 @@
 - `sharing`: `python train.py` with the defaults (and conv_ae), one run alone vs two at once,
   epoch times after the first epoch. Target: two at once <= 1.3x the epoch time of one alone, per
   run. The runs get no OMP_NUM_THREADS/MKL_NUM_THREADS from this process, so they see what a user
-  gets. `python -m benchmarks.bench_sharing --before` adds the same pair with
+  gets. conv_ae runs on 8000 series so that an epoch lasts about a second: with its default
+  0.13 s epochs, the figure measured the other run's start-up and per-epoch bookkeeping, not two
+  runs training side by side. Its "1 thread each" row is the floor no thread rule can beat: two
+  single-threaded runs sharing the machine's caches and memory bandwidth. `python -m benchmarks.bench_sharing --before` adds the same pair with
   `trainer.num_threads=<cores>`: torch's own default, what every run used before the rule.
 """
 
@@ -107,7 +110,9 @@ TINY = ["data.n_series=40", "data.shortest=10", "data.longest=20"]  # --tiny: ch
 
 def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
     extra = TINY if tiny else []
-    cases = {"defaults (rnn_ae)": [*extra], "conv_ae": ["model=conv_ae", "data.fixed_length=128", *extra]}
+    conv = ["model=conv_ae", "data.fixed_length=128", *(extra or ["data.n_series=8000"])]
+    cases = {"defaults (rnn_ae)": [*extra], "conv_ae": conv,
+             "conv_ae, trainer.num_threads=1 each (floor)": [*conv, "trainer.num_threads=1"]}
     if before:
         cases[f"defaults, trainer.num_threads={available_cores()} (before)"] = [
             f"trainer.num_threads={available_cores()}"]
@@ -123,8 +128,9 @@ def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
     print(f"\n### 8b. Runs sharing the machine ({available_cores()} cores; s per epoch after the first, "
           f"median of {epochs - 1})\n")
     print(table(["python train.py", "one alone", "each of two at once", "two at once / alone"], rows))
-    holds = all(r["ratio"] <= TARGET for label, r in raw.items() if "(before)" not in label)
-    print(f"\nworst ratio {max(r['ratio'] for label, r in raw.items() if '(before)' not in label):.2f}x -> target "
+    judged = {label: r for label, r in raw.items() if "(before)" not in label and "(floor)" not in label}
+    holds = all(r["ratio"] <= TARGET for r in judged.values())
+    print(f"\nworst ratio {max(r['ratio'] for r in judged.values()):.2f}x -> target "
           f"(two at once <= {TARGET}x one alone, per run) {'HOLDS' if holds else 'MISSED'}")
     return {"runs": raw, "target": TARGET, "target_holds": holds}
 

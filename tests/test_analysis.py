@@ -254,3 +254,24 @@ def test_a_collapsed_latent_is_reported_as_such_by_the_analysis():
         assert len(np.unique(scores.assignments)) == 1
     fig = embedding_figure(collapsed, labels, ["a", "b", "c", "d"], colour_by="label")
     assert "collapsed" in fig._suptitle.get_text()
+
+
+def test_svm_cv_objective_is_the_yardstick_on_train_latents(make_cfg, mlflow_uri):
+    """objective=svm_cv_accuracy: the RBF-SVM's cross-validated accuracy on the train + validation
+    latents, C chosen as analyze.py chooses it; the test rows are never encoded."""
+    from latentsweep.analysis.latents import encode_series
+    from latentsweep.analysis.svm import choose_svm_c
+    from latentsweep.pipeline import load_data
+    from latentsweep.tracking import load_model
+
+    cfg = make_cfg(["objective=svm_cv_accuracy", "data.test_fraction=0.2"])
+    value = train(cfg)
+    assert 0.0 <= value <= 1.0
+    client, _ = client_for(mlflow_uri)
+    run_id = _last_run_id(mlflow_uri)
+    assert client.get_run(run_id).data.metrics["objective"] == pytest.approx(value)
+    model, _ = load_model(run_id, tracking_uri=mlflow_uri)
+    data = load_data(cfg.data, cfg.seed)
+    latents = np.concatenate([encode_series(model, s, with_errors=False).latents for s in (data.train, data.val)])
+    labels = np.concatenate([data.train.labels.numpy(), data.val.labels.numpy()])
+    assert value == pytest.approx(choose_svm_c(latents, labels, seed=0)[1], abs=1e-9)

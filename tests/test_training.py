@@ -100,3 +100,30 @@ def test_training_is_reproducible_for_a_seed(make_cfg):
     c = train(make_cfg(["seed=6"]))
     assert a == b
     assert a != c
+
+
+def test_denoising_noise_touches_valid_steps_only():
+    from latentsweep.data.synthetic import make_synthetic
+    from latentsweep.training.loop import with_input_noise
+
+    series = make_synthetic(n_series=8, shortest=5, longest=40, n_channels=2)
+    batch = collate(series, list(range(8)))
+    torch.manual_seed(0)
+    noisy = with_input_noise(batch, 0.5)
+    change = noisy.values - batch.values
+    assert torch.equal(change[~batch.mask], torch.zeros_like(change[~batch.mask]))  # padding stays zero
+    assert 0.4 < float(change[batch.mask].std()) < 0.6  # valid steps get noise of the asked std
+    assert torch.equal(noisy.lengths, batch.lengths) and torch.equal(noisy.mask, batch.mask)
+
+
+def test_denoising_autoencoder_learns_the_clean_series(make_cfg, mlflow_uri):
+    """trainer.input_noise: noisy inputs in training; the validation loss (clean inputs, clean
+    targets) still falls, and differs from a run without noise."""
+    cfg = make_cfg(["trainer.input_noise=0.3", "trainer.max_epochs=4", "trainer.patience=null"])
+    noisy = train(cfg)
+    client, _ = client_for(mlflow_uri)
+    run = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id],
+                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    val = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_loss"), key=lambda m: m.step)]
+    assert val[-1] < val[0]
+    assert noisy != train(make_cfg(["trainer.max_epochs=4", "trainer.patience=null"]))

@@ -3,7 +3,8 @@
 Each objective is a function of the finished run (best model, data, loop result) plus a
 direction; sweeps read the direction from here so `objective=...` is the only switch.
 
-- `objective=val_loss` (default), `recon_mse`, `silhouette`, `probe_accuracy`, `latent_dim`, `n_parameters`.
+- `objective=val_loss` (default), `recon_mse`, `silhouette`, `probe_accuracy`, `svm_cv_accuracy`,
+  `latent_dim`, `n_parameters`.
   `recon_mse` (validation MSE at each series' own length, deterministic latent) is what a family
   sweep selects on, as it means the same for every model family.
 - With `task=classify`: `val_macro_f1`, `val_accuracy` (maximised).
@@ -70,6 +71,26 @@ def _probe_accuracy(**context: Any) -> float:
                  n_classes=data.spec.n_classes).accuracy
 
 
+def _svm_cv_accuracy(**context: Any) -> float:
+    """Cross-validated RBF-SVM accuracy on the TRAIN latents (train + validation rows, both carved
+    from TRAIN): the yardstick of `analyze.py`, with TEST never read. Its C is chosen on the same
+    folds, as `analyze.py` chooses it, so the value is what `latent.svm_cv_accuracy` reports there."""
+    import numpy as np
+
+    from .analysis.svm import choose_svm_c
+
+    data = context["data"]
+    latents = np.concatenate([_latents(context, "train"), _latents(context, "val")])
+    labels = np.concatenate([data.train.labels.cpu().numpy(), data.val.labels.cpu().numpy()])
+    if not np.isfinite(latents).all() or np.ptp(latents, axis=0).max() == 0:
+        return 0.0  # collapsed or diverged latents: no better than a constant
+    _, cv_accuracy = choose_svm_c(latents, labels, seed=int(context.get("seed", 0) or 0))
+    if cv_accuracy is None:
+        raise ConfigError("objective=svm_cv_accuracy needs at least 2 training series of each class "
+                          "— use objective=probe_accuracy or val_loss")
+    return float(cv_accuracy)
+
+
 def _recon_mse(*, model: Any, data: Any, device: Any = None, **_: Any) -> float:
     """Validation reconstruction MSE at each series' own length: comparable across model families
     (vrae's ELBO and BCE losses, resampled fixed-length inputs all scored the same way)."""
@@ -103,6 +124,7 @@ OBJECTIVES: dict[str, Objective] = {
     "recon_mse": Objective("minimize", _recon_mse),  # the family sweep's default: comparable across models
     "silhouette": Objective("maximize", _silhouette, takes_k=True),
     "probe_accuracy": Objective("maximize", _probe_accuracy, needs_labels=True),
+    "svm_cv_accuracy": Objective("maximize", _svm_cv_accuracy, needs_labels=True),
     "latent_dim": Objective("minimize", _latent_dim),
     "n_parameters": Objective("minimize", _n_parameters),
     # task=classify: validation scores of the kept (lowest val_loss) epoch

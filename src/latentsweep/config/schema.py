@@ -169,6 +169,7 @@ class TrainerConfig:
     resume_from: str | None = None  # a run's output dir or checkpoint dir
     deterministic: bool = False  # torch.use_deterministic_algorithms: bit-identical resume on CUDA too
     progress: bool | None = None  # tqdm bar; default: only on a terminal
+    input_noise: float = 0.0  # > 0: denoising autoencoder, Gaussian noise of this std on training inputs
 
     def check(self) -> None:
         checks.positive("trainer.max_epochs", self.max_epochs, upper=1_000_000)
@@ -176,6 +177,7 @@ class TrainerConfig:
         checks.positive("trainer.grad_clip", self.grad_clip, allow_none=True)
         checks.one_of("trainer.precision", str(self.precision), ("32", "bf16"))
         checks.positive("trainer.num_threads", self.num_threads, allow_none=True)
+        checks.non_negative("trainer.input_noise", self.input_noise)
 
 
 @dataclass

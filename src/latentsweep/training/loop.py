@@ -12,13 +12,13 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
 from tqdm.auto import tqdm
 
-from ..data.batching import BatchLoader
+from ..data.batching import Batch, BatchLoader
 from ..errors import DivergedError
 from .checkpoint import Checkpointer, set_rng_state, state_dict_to_cpu
 
@@ -49,8 +49,15 @@ def _autocast(device: torch.device, precision: str):
     return contextlib.nullcontext()
 
 
+def with_input_noise(batch: Batch, std: float) -> Batch:
+    """The batch with Gaussian noise of `std` on its valid steps (padding stays zero): the input of a
+    denoising autoencoder, whose loss still compares the reconstruction with the clean values."""
+    noise = torch.randn_like(batch.values) * std * batch.mask.unsqueeze(-1)
+    return replace(batch, values=batch.values + noise)
+
+
 def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, precision: str,
-               grad_clip: float | None, epoch: int) -> dict[str, float]:
+               grad_clip: float | None, epoch: int, input_noise: float = 0.0) -> dict[str, float]:
     """Mean of each loss term over the epoch, plus the scores of the model's optional tally.
 
     Terms are weighted by valid time steps, or by `model.batch_weight(batch)` when the model
@@ -71,7 +78,7 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
     with grad_ctx:
         for step, batch in enumerate(loader):
             with _autocast(device, precision):
-                output = model(batch)
+                output = model(with_input_noise(batch, input_noise) if train and input_noise else batch)
                 terms = model.loss(batch, output)
             loss = terms["loss"]
             if train:
@@ -117,8 +124,12 @@ def fit(
     callbacks: Sequence[EpochCallback] = (),
     progress: bool | None = None,
     loop_extras: Callable[[], dict[str, Any]] | None = None,
+    input_noise: float = 0.0,
 ) -> FitResult:
     """Train for up to `max_epochs`, keep the weights with the lowest validation loss.
+
+    `input_noise` > 0: a denoising autoencoder; training inputs get Gaussian noise of that standard
+    deviation, validation inputs none, and every loss compares with the clean series.
 
     With `resume_from` (what `Checkpointer.load` returned) the loop continues after that epoch
     and, for the same seed, ends with the same weights as an uninterrupted run.
@@ -155,7 +166,7 @@ def fit(
         if hasattr(model, "on_epoch_start"):
             model.on_epoch_start(epoch)
         train_terms = _run_epoch(model, train_loader, optimizer, train=True, device=device,
-                                 precision=precision, grad_clip=grad_clip, epoch=epoch)
+                                 precision=precision, grad_clip=grad_clip, epoch=epoch, input_noise=input_noise)
         val_terms = _run_epoch(model, val_loader, optimizer, train=False, device=device,
                                precision=precision, grad_clip=None, epoch=epoch)
         val_loss = val_terms["loss"]
