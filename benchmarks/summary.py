@@ -146,15 +146,16 @@ def variant_rows(folder: Path) -> list[list[str]]:
         for name, result in body.get("data_sets", {}).items():
             groups.setdefault((variant, name), []).append((body, result["metrics"]))
     rows = []
+    def mean(runs: list[tuple[dict, dict]], key: str) -> float:
+        return sum(m[key] for _, m in runs) / len(runs)
+
     for (variant, name), runs in sorted(groups.items()):
-        def mean(key: str) -> float:
-            return sum(m[key] for _, m in runs) / len(runs)
 
         wins = sum(m["latent.svm_accuracy"] >= m["raw.svm_accuracy"] and m["latent.spectral.nmi"] >= m["raw.spectral.nmi"]
                    for _, m in runs)
         rows.append([variant, name, ", ".join(str(b["seed"]) for b, _ in runs),
-                     f"{mean('latent.svm_accuracy'):.3f} / {mean('raw.svm_accuracy'):.3f}",
-                     f"{mean('latent.spectral.nmi'):.3f} / {mean('raw.spectral.nmi'):.3f}",
+                     f"{mean(runs, 'latent.svm_accuracy'):.3f} / {mean(runs, 'raw.svm_accuracy'):.3f}",
+                     f"{mean(runs, 'latent.spectral.nmi'):.3f} / {mean(runs, 'raw.spectral.nmi'):.3f}",
                      f"{wins} of {len(runs)}",
                      ", ".join(sorted({str(b["machine"]["git_commit"])[:7] for b, _ in runs}))])
     return rows
