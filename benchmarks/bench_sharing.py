@@ -2,15 +2,15 @@
 
 - `threads_table`: seconds per training epoch of each model family with 1 torch thread and with
   one per core, back to back in one process. A family whose epochs a second thread speeds up by
-  >= 5% "splits well" and gets its share of the cores (latentsweep.threads.SPLITS_WELL); the
-  others get 1 thread.
+  >= 5% "splits well" and may take more than one (latentsweep.threads.MAX_THREADS caps the
+  others at 1); the table says where the rule and this machine disagree.
 - `sharing`: `python train.py` with the defaults (and conv_ae), one run alone vs two at once,
   epoch times after the first epoch. Target: two at once <= 1.3x the epoch time of one alone, per
   run. The runs get no OMP_NUM_THREADS/MKL_NUM_THREADS from this process, so they see what a user
   gets. conv_ae runs on 8000 series so that an epoch lasts about a second: with its default
   0.13 s epochs, the figure measured the other run's start-up and per-epoch bookkeeping, not two
-  runs training side by side. Its "1 thread each" row is the floor no thread rule can beat: two
-  single-threaded runs sharing the machine's caches and memory bandwidth. `python -m benchmarks.bench_sharing --before` adds the same pair with
+  runs training side by side. Each case is also run alone at 1 thread: two runs sharing 2 cores
+  can at best each go at that speed, so its ratio to the run alone is a floor no rule can beat. `python -m benchmarks.bench_sharing --before` adds the same pair with
   `trainer.num_threads=<cores>`: torch's own default, what every run used before the rule.
 """
 
@@ -30,7 +30,7 @@ from latentsweep.build import build_model, build_optimizer
 from latentsweep.data import BatchLoader, BucketBatchSampler
 from latentsweep.parallel import available_cores
 from latentsweep.pipeline import load_data
-from latentsweep.threads import SPLITS_WELL
+from latentsweep.threads import threads_for_run
 from latentsweep.training.device import seed_everything
 from latentsweep.training.loop import _run_epoch
 
@@ -65,15 +65,17 @@ def threads_table(n_series: int = 400, repeats: int = 2) -> dict:
                         times[n].append(time.perf_counter() - t0)
             one, many = statistics.median(times[1]), statistics.median(times[cores])
             cls = cfg.model._target_.rsplit(".", 1)[-1]
+            alone = threads_for_run(cls, "cpu", cores, 1)  # what the rule gives a run alone here
             raw[name] = {"class": cls, "s_per_epoch_1": one, f"s_per_epoch_{cores}": many, "gain": one / many,
-                         "measured_splits_well": one / many >= SPLITS_WELL_GAIN, "rule_splits_well": cls in SPLITS_WELL}
-            rows.append([name, one, many, one / many, "share of cores" if cls in SPLITS_WELL else "1"])
+                         "measured_splits_well": one / many >= SPLITS_WELL_GAIN, "rule_splits_well": alone > 1,
+                         "rule_threads_alone": alone}
+            rows.append([name, one, many, one / many, f"{alone} alone, fewer when runs share"])
     finally:
         torch.set_num_threads(previous)
     print(f"\n### 8a. Torch threads per model family ({n_series} series, CPU, {cores} cores)\n")
     print(table(["model", "s/epoch, 1 thread", f"s/epoch, {cores} threads", "speed-up", "the rule gives"], rows))
     disagree = [n for n, r in raw.items() if r["measured_splits_well"] != r["rule_splits_well"]]
-    print(f"\nsplits well = speed-up >= {SPLITS_WELL_GAIN}; the rule (latentsweep.threads.SPLITS_WELL) "
+    print(f"\nsplits well = speed-up >= {SPLITS_WELL_GAIN}; the rule (latentsweep.threads.threads_for_run) "
           + (f"DISAGREES for {', '.join(disagree)} on this machine" if disagree else "agrees on this machine"))
     return {"cores": cores, "families": raw, "rule_disagrees": disagree}
 
@@ -109,29 +111,36 @@ TINY = ["data.n_series=40", "data.shortest=10", "data.longest=20"]  # --tiny: ch
 
 
 def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
+    """Each case alone, alone at 1 thread, and two at once. Two runs on the machine's cores can at
+    best each run at the speed of one run with half the cores, so `floor` (1 thread alone / alone)
+    is the ratio no thread rule can beat on 2 cores. The target is judged on the defaults, as the
+    issue states it; conv_ae is shown with its floor."""
     extra = TINY if tiny else []
     conv = ["model=conv_ae", "data.fixed_length=128", *(extra or ["data.n_series=8000"])]
-    cases = {"defaults (rnn_ae)": [*extra], "conv_ae": conv,
-             "conv_ae, trainer.num_threads=1 each (floor)": [*conv, "trainer.num_threads=1"]}
+    cases = {"defaults (rnn_ae)": [*extra], "conv_ae": conv}
     if before:
         cases[f"defaults, trainer.num_threads={available_cores()} (before)"] = [
             f"trainer.num_threads={available_cores()}"]
     rows, raw = [], {}
     for label, overrides in cases.items():
         (alone,) = _runs(1, overrides, epochs)
+        (one_thread,) = _runs(1, [*overrides, "trainer.num_threads=1"], epochs)
         pair = _runs(2, overrides, epochs)
-        t_alone = statistics.median(alone)
+        t_alone, t_one = statistics.median(alone), statistics.median(one_thread)
         t_pair = [statistics.median(times) for times in pair]
-        ratio = max(t_pair) / t_alone
-        raw[label] = {"alone_s": alone, "two_at_once_s": pair, "ratio": ratio}
-        rows.append([label, t_alone, " / ".join(f"{t:.3g}" for t in t_pair), f"{ratio:.2f}x"])
+        ratio, floor = max(t_pair) / t_alone, t_one / t_alone
+        raw[label] = {"alone_s": alone, "alone_1_thread_s": one_thread, "two_at_once_s": pair,
+                      "ratio": ratio, "floor": floor}
+        rows.append([label, t_alone, t_one, " / ".join(f"{t:.3g}" for t in t_pair), f"{ratio:.2f}x", f"{floor:.2f}x"])
     print(f"\n### 8b. Runs sharing the machine ({available_cores()} cores; s per epoch after the first, "
           f"median of {epochs - 1})\n")
-    print(table(["python train.py", "one alone", "each of two at once", "two at once / alone"], rows))
-    judged = {label: r for label, r in raw.items() if "(before)" not in label and "(floor)" not in label}
-    holds = all(r["ratio"] <= TARGET for r in judged.values())
-    print(f"\nworst ratio {max(r['ratio'] for r in judged.values()):.2f}x -> target "
-          f"(two at once <= {TARGET}x one alone, per run) {'HOLDS' if holds else 'MISSED'}")
+    print(table(["python train.py", "one alone", "one alone, 1 thread", "each of two at once",
+                 "two at once / alone", "floor (1 thread / alone)"], rows))
+    judged = raw["defaults (rnn_ae)"]
+    holds = judged["ratio"] <= TARGET
+    print(f"\ndefaults: {judged['ratio']:.2f}x -> target (two at once <= {TARGET}x one alone, per run) "
+          f"{'HOLDS' if holds else 'MISSED'}; conv_ae {raw['conv_ae']['ratio']:.2f}x against its floor "
+          f"{raw['conv_ae']['floor']:.2f}x (not judged: alone it uses every core)")
     return {"runs": raw, "target": TARGET, "target_holds": holds}
 
 

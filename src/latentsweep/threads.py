@@ -5,10 +5,13 @@ start 2 threads that spin against the other run's, and both slowed down 8-15x in
 (issue 21: 18-33 s per epoch instead of 2.2 s). The rule, from `benchmarks/bench_sharing.py`
 (figures in benchmarks/results/sharing.json, README "Speed on a shared machine"):
 
-- models whose ops are too small to split (rnn_ae, vrae, mlp_ae, highway_ae, transformer_ae at
-  our sizes) get 1 thread: a second one bought nothing alone (rnn_ae: 2.2 s per epoch with 1 or 2);
-- models whose ops do split (conv_ae gained ~10% from a second thread) get their share of the
-  cores: cores // runs on this machine;
+- each run gets its share of the cores, cores // runs on this machine, so runs never hold more
+  threads than there are cores between them;
+- capped where more threads buy little (`MAX_THREADS`): rnn_ae and vrae at 2 (a second thread
+  bought 1.10-1.15x on an AMD EPYC runner and nothing on an Intel Xeon one: a small GRU gains no
+  more from a third), highway_ae at 1 (a second thread made it slower on both);
+- conv_ae, transformer_ae and mlp_ae are not capped: their convolutions and matrix products
+  split (1.15-1.64x from a second core);
 - a run on a GPU gets 1: its CPU only launches kernels.
 
 "Runs on this machine" is the larger of what the sweep's launcher says it runs at once
@@ -32,19 +35,21 @@ from pathlib import Path
 
 from .parallel import available_cores
 
-# Model classes whose CPU ops gain >= 5% from a second thread: bench_sharing.py's threads table
-# (bench-quick/sharing.json, 2 cores: conv_ae 1.19x, transformer_ae 1.49x, mlp_ae 1.05x; rnn_ae,
-# vrae and highway_ae within 1% of one thread).
-SPLITS_WELL = frozenset({"ConvAutoencoder", "TransformerAutoencoder", "MLPAutoencoder"})
+# The most threads a run of these model classes takes, whatever its share of the cores:
+# bench_sharing.py's threads table (bench-quick/sharing.json). On 2 cores a second thread gave
+# rnn_ae and vrae 1.15x on AMD EPYC (2026-12-02) and 1.00x on Intel Xeon (the run before);
+# highway_ae 0.95-0.98x on both. Classes not listed take their whole share.
+MAX_THREADS = {"RNNAutoencoder": 2, "VRAE": 2, "HighwayAutoencoder": 1}
 
 LEASE_DIR_ENV = "LATENTSWEEP_LEASE_DIR"
 
 
 def threads_for_run(model_class: str, device_type: str, cores: int, runs_on_machine: int) -> int:
-    """Torch intra-op threads for one run: 1 where more buy nothing, else its share of the cores."""
-    if device_type != "cpu" or model_class not in SPLITS_WELL:
+    """Torch intra-op threads for one run: its share of the cores, capped where more buy nothing."""
+    if device_type != "cpu":
         return 1
-    return max(1, cores // max(1, runs_on_machine))
+    share = max(1, cores // max(1, runs_on_machine))
+    return min(share, MAX_THREADS.get(model_class, share))
 
 
 def lease_dir() -> Path:
