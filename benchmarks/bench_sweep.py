@@ -138,19 +138,30 @@ def parallel(n_trials: int, fixed: list[str]) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             wall = sweep(Path(tmp), "~search", "model.dropout=choice(0.0)", *fixed, f"hydra.sweeper.n_trials={n_trials}", "hydra.sweeper.pruner.name=none",
                          "hydra/launcher=joblib", f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweeper.n_jobs={n_jobs}")
-            trials = study(Path(tmp), "rnn_ae-synthetic").trials
+            trials = sorted(study(Path(tmp), "rnn_ae-synthetic").trials, key=lambda t: t.datetime_start)
             span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+            # each worker's first trial pays its process's one-off imports and first MLflow run;
+            # the trials after them show the rate a longer sweep settles at
+            later = trials[n_jobs:]
+            steady = (max(t.datetime_complete for t in later) - min(t.datetime_start for t in later)).total_seconds()
         raw[n_jobs] = {"wall_s": wall, "trials_per_min": 60 * n_trials / wall, "trials_span_s": span,
-                       "trials_per_min_in_trials": 60 * n_trials / span}
-        rows.append([n_jobs, wall, raw[n_jobs]["trials_per_min"], span, raw[n_jobs]["trials_per_min_in_trials"]])
+                       "trials_per_min_in_trials": 60 * n_trials / span,
+                       "first_trials_s": [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials[:n_jobs]],
+                       "trials_per_min_after_first": 60 * len(later) / steady}
+        rows.append([n_jobs, wall, raw[n_jobs]["trials_per_min"], span, raw[n_jobs]["trials_per_min_in_trials"],
+                     raw[n_jobs]["trials_per_min_after_first"]])
     speedup = raw[2]["trials_per_min"] / raw[1]["trials_per_min"]
     speedup_in_trials = raw[2]["trials_per_min_in_trials"] / raw[1]["trials_per_min_in_trials"]
+    speedup_after_first = raw[2]["trials_per_min_after_first"] / raw[1]["trials_per_min_after_first"]
     print(f"\n### 4. Parallel trials (joblib launcher, {n_trials} trials, {os.cpu_count()} cores)\n")
-    print(table(["n_jobs", "wall s", "trials/min", "first ask to last tell s", "trials/min there"], rows))
+    print(table(["n_jobs", "wall s", "trials/min", "first ask to last tell s", "trials/min there",
+                 "trials/min after each worker's first"], rows))
     holds = speedup >= 1.6
     print(f"\nn_jobs=2 vs 1: {speedup:.2f}x over the command, {speedup_in_trials:.2f}x from the first trial "
-          f"to the last -> target (>=1.6x on 2 cores, whole command) {'HOLDS' if holds else 'MISSED'}")
-    return {"runs": raw, "speedup": speedup, "speedup_in_trials": speedup_in_trials, "target_holds": holds}
+          f"to the last, {speedup_after_first:.2f}x after each worker's first trial -> target (>=1.6x on 2 cores, "
+          f"whole command) {'HOLDS' if holds else 'MISSED'}")
+    return {"runs": raw, "speedup": speedup, "speedup_in_trials": speedup_in_trials,
+            "speedup_after_first_trials": speedup_after_first, "target_holds": holds}
 
 
 def run(quick: bool = True, tiny: bool = False) -> dict:
@@ -177,4 +188,9 @@ def run(quick: bool = True, tiny: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    run(quick="--full" not in sys.argv)
+    if "--parallel-only" in sys.argv:  # section 4 alone, with more trials: python -m benchmarks.bench_sweep --parallel-only 12
+        n = int(sys.argv[-1]) if sys.argv[-1].isdigit() else 6
+        save_results("sweep-parallel", {"parallel": parallel(n, ["data.n_series=1200", "trainer.max_epochs=4",
+                                                                  "trainer.patience=null"])})
+    else:
+        run(quick="--full" not in sys.argv)
