@@ -9,8 +9,7 @@
   run. The runs get no OMP_NUM_THREADS/MKL_NUM_THREADS from this process, so they see what a user
   gets. conv_ae runs on 8000 series so that an epoch lasts about a second: with its default
   0.13 s epochs, the figure measured the other run's start-up and per-epoch bookkeeping, not two
-  runs training side by side. Each case is also run alone at 1 thread: two runs sharing 2 cores
-  can at best each go at that speed, so its ratio to the run alone is a floor no rule can beat. `python -m benchmarks.bench_sharing --before` adds the same pair with
+  runs training side by side. Each case is also run alone at 1 thread (see `sharing`). `python -m benchmarks.bench_sharing --before` adds the same pair with
   `trainer.num_threads=<cores>`: torch's own default, what every run used before the rule.
 """
 
@@ -111,10 +110,11 @@ TINY = ["data.n_series=40", "data.shortest=10", "data.longest=20"]  # --tiny: ch
 
 
 def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
-    """Each case alone, alone at 1 thread, and two at once. Two runs on the machine's cores can at
-    best each run at the speed of one run with half the cores, so `floor` (1 thread alone / alone)
-    is the ratio no thread rule can beat on 2 cores. The target is judged on the defaults, as the
-    issue states it; conv_ae is shown with its floor."""
+    """Each case alone, alone at 1 thread, and two at once. Two runs on 2 cores get a core each, so
+    `floor` (1 thread alone / alone) is what sharing should cost a model that uses both cores
+    alone; it was meant as a bound, but conv_ae's pair once beat it (1.25x vs 1.49x; not explained:
+    one difference is that trainer.num_threads=1 also sets 1 inter-op thread, where the rule's runs
+    start with 2), so it is shown, not used. The target is judged on the defaults, as the issue states it."""
     extra = TINY if tiny else []
     conv = ["model=conv_ae", "data.fixed_length=128", *(extra or ["data.n_series=8000"])]
     cases = {"defaults (rnn_ae)": [*extra], "conv_ae": conv}
@@ -139,8 +139,8 @@ def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
     judged = raw["defaults (rnn_ae)"]
     holds = judged["ratio"] <= TARGET
     print(f"\ndefaults: {judged['ratio']:.2f}x -> target (two at once <= {TARGET}x one alone, per run) "
-          f"{'HOLDS' if holds else 'MISSED'}; conv_ae {raw['conv_ae']['ratio']:.2f}x against its floor "
-          f"{raw['conv_ae']['floor']:.2f}x (not judged: alone it uses every core)")
+          f"{'HOLDS' if holds else 'MISSED'}; conv_ae {raw['conv_ae']['ratio']:.2f}x, "
+          f"{raw['conv_ae']['floor']:.2f}x at 1 thread alone (not judged: alone it uses every core)")
     return {"runs": raw, "target": TARGET, "target_holds": holds}
 
 

@@ -190,6 +190,9 @@ def run(quick: bool = True, tiny: bool = False) -> dict:
 if __name__ == "__main__":
     if "--parallel-only" in sys.argv:  # section 4 alone, with more trials: python -m benchmarks.bench_sweep --parallel-only 12
         n = int(sys.argv[-1]) if sys.argv[-1].isdigit() else 6
+        from .common import set_run
+
+        set_run("parallel", "python -m benchmarks.bench_sweep " + " ".join(sys.argv[1:]))
         save_results("sweep-parallel", {"parallel": parallel(n, ["data.n_series=1200", "trainer.max_epochs=4",
                                                                   "trainer.patience=null"])})
     else:

@@ -86,7 +86,8 @@ def rows(folder: Path) -> list[list[str]]:
         runs = s["runs"]
         figure = f"{runs['defaults (rnn_ae)']['ratio']:.2f}× the epoch time of one run alone — {_verdict(s['target_holds'])}"
         if "conv_ae" in runs and "floor" in runs["conv_ae"]:
-            figure += f" (conv_ae: {runs['conv_ae']['ratio']:.2f}×, floor {runs['conv_ae']['floor']:.2f}×)"
+            figure += (f" (conv_ae, not judged: {runs['conv_ae']['ratio']:.2f}×; alone at 1 thread it takes "
+                       f"{runs['conv_ae']['floor']:.2f}× its time alone)")
     out.append(["two runs at once vs one alone, defaults", figure, "≤ 1.3×", f"`{run}/sharing.json`"])
 
     index = _load(folder, "index.json")

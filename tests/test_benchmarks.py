@@ -161,7 +161,8 @@ def test_the_readme_table_reads_each_figure_from_the_file_its_row_names(tmp_path
         "defaults, trainer.num_threads=2 (before)": {"ratio": 9.0}}}}))
     table = {row[0]: row for row in summary.rows(folder)}
     assert table["two runs at once vs one alone, defaults"][1] == (
-        "1.12× the epoch time of one run alone — holds (conv_ae: 1.41×, floor 1.50×)")
+        "1.12× the epoch time of one run alone — holds (conv_ae, not judged: 1.41×; alone at 1 thread it takes "
+        "1.50× its time alone)")
     assert table["`make bench-quick` wall time, all sections"][1] == "not yet measured (no run of every section)"
     (folder / "index.json").write_text(json.dumps({
         "command": "python -m benchmarks.run --quick", "machine": machine, "total_seconds": 960.0,
