@@ -68,7 +68,7 @@ def threads_table(n_series: int = 400, repeats: int = 2) -> dict:
             raw[name] = {"class": cls, "s_per_epoch_1": one, f"s_per_epoch_{cores}": many, "gain": one / many,
                          "measured_splits_well": one / many >= SPLITS_WELL_GAIN, "rule_splits_well": alone > 1,
                          "rule_threads_alone": alone}
-            rows.append([name, one, many, one / many, f"{alone} alone, fewer when runs share"])
+            rows.append([name, one, many, one / many, f"{alone} alone, fewer when runs share" if alone > 1 else "1"])
     finally:
         torch.set_num_threads(previous)
     print(f"\n### 8a. Torch threads per model family ({n_series} series, CPU, {cores} cores)\n")

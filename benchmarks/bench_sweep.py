@@ -179,7 +179,10 @@ def run(quick: bool = True, tiny: bool = False) -> dict:
     results = {
         "overhead": overhead(2, 5 if quick else 10, ten_second_trials),
         "pruning": pruning(12 if quick else 30, small),
-        "parallel": parallel(6 if quick else 12, ["data.n_series=1200", "trainer.max_epochs=4", "trainer.patience=null"]),
+        # 12 trials, 6 per worker: each worker's first trial pays its process's imports and first MLflow
+        # run (about 2x a later trial's time), which 3 trials per worker did not amortise (1.33x at 6
+        # trials vs 1.71x at 12, benchmarks/results/parallel/sweep-parallel.json); a default sweep has 20
+        "parallel": parallel(12, ["data.n_series=1200", "trainer.max_epochs=4", "trainer.patience=null"]),
     }
     # 3b: why the default pruner (README "Pruning"), from the curves of the sweep without pruning
     results["pruners"] = bench_pruners.run([[c[k] for k in sorted(c)] for c in results["pruning"]["runs"]["none"]["curves"]])
