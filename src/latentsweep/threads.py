@@ -8,8 +8,8 @@ start 2 threads that spin against the other run's, and both slowed down 8-15x in
 - each run gets its share of the cores, cores // runs on this machine, so runs never hold more
   threads than there are cores between them;
 - capped where more threads buy little (`MAX_THREADS`): rnn_ae and vrae at 2 (a second thread
-  bought 1.10-1.15x on an AMD EPYC runner and nothing on an Intel Xeon one: a small GRU gains no
-  more from a third), highway_ae at 1 (a second thread made it slower on both);
+  bought 1.08-1.15x in most runs on an AMD EPYC runner, 0.94x in one, and nothing on an Intel Xeon
+  one: a small GRU gains no more from a third), highway_ae at 1 (a second thread never helped it);
 - conv_ae, transformer_ae and mlp_ae are not capped: their convolutions and matrix products
   split (1.15-1.64x from a second core);
 - a run on a GPU gets 1: its CPU only launches kernels.
@@ -37,8 +37,8 @@ from .parallel import available_cores
 
 # The most threads a run of these model classes takes, whatever its share of the cores:
 # bench_sharing.py's threads table (bench-quick/sharing.json). On 2 cores a second thread gave
-# rnn_ae and vrae 1.15x on AMD EPYC (2026-12-02) and 1.00x on Intel Xeon (the run before);
-# highway_ae 0.95-0.98x on both. Classes not listed take their whole share.
+# rnn_ae 1.15x, 1.12x and 0.94x, vrae 1.08-1.15x on AMD EPYC (2026-12-02), both 1.00x on Intel Xeon
+# (the session before); highway_ae 0.95-1.00x everywhere. Classes not listed take their whole share.
 MAX_THREADS = {"RNNAutoencoder": 2, "VRAE": 2, "HighwayAutoencoder": 1}
 
 LEASE_DIR_ENV = "LATENTSWEEP_LEASE_DIR"
