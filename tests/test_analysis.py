@@ -275,3 +275,18 @@ def test_svm_cv_objective_is_the_yardstick_on_train_latents(make_cfg, mlflow_uri
     latents = np.concatenate([encode_series(model, s, with_errors=False).latents for s in (data.train, data.val)])
     labels = np.concatenate([data.train.labels.numpy(), data.val.labels.numpy()])
     assert value == pytest.approx(choose_svm_c(latents, labels, seed=0)[1], abs=1e-9)
+
+
+def test_svm_cv_objective_scores_collapsed_latents_worst():
+    """Latents at one point up to float noise (the silhouette's collapse rule) score 0, not the
+    majority-class accuracy an SVM would give them."""
+    from types import SimpleNamespace
+
+    labels = torch.tensor([0, 1] * 10)
+    data = SimpleNamespace(train=SimpleNamespace(labels=labels[:16]), val=SimpleNamespace(labels=labels[16:]))
+    flat = np.full((16, 4), 3.0) + np.random.default_rng(0).normal(scale=1e-9, size=(16, 4))
+    cache = {"train": flat, "val": flat[:4]}
+    assert objectives.OBJECTIVES["svm_cv_accuracy"].compute(data=data, _cache=cache) == 0.0
+    spread = np.vstack([np.eye(4)[i % 2] * 5 + np.random.default_rng(i).normal(size=4) for i in range(16)])
+    cache = {"train": spread, "val": spread[:4]}
+    assert objectives.OBJECTIVES["svm_cv_accuracy"].compute(data=data, _cache=cache) > 0.8

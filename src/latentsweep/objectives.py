@@ -81,13 +81,14 @@ def _svm_cv_accuracy(**context: Any) -> float:
     evaluation to seconds)."""
     import numpy as np
 
+    from .analysis.metrics import is_collapsed
     from .analysis.svm import choose_svm_c
 
     data = context["data"]
     latents = np.concatenate([_latents(context, "train"), _latents(context, "val")])
     labels = np.concatenate([data.train.labels.cpu().numpy(), data.val.labels.cpu().numpy()])
-    if not np.isfinite(latents).all() or np.ptp(latents, axis=0).max() == 0:
-        return 0.0  # collapsed or diverged latents: no better than a constant
+    if not np.isfinite(latents).all() or is_collapsed(latents):
+        return 0.0  # diverged, or every series at one point up to float noise (the silhouette's rule): the worst
     _, cv_accuracy = choose_svm_c(latents, labels, seed=0, max_samples=SVM_OBJECTIVE_ROWS)
     if cv_accuracy is None:
         raise ConfigError("objective=svm_cv_accuracy needs at least 2 training series of each class "
