@@ -9,7 +9,8 @@
   run. The runs get no OMP_NUM_THREADS/MKL_NUM_THREADS from this process, so they see what a user
   gets. conv_ae runs on 8000 series so that an epoch lasts about a second: with its default
   0.13 s epochs, the figure measured the other run's start-up and per-epoch bookkeeping, not two
-  runs training side by side. Each case is also run alone at 1 thread (see `sharing`). `python -m benchmarks.bench_sharing --before` adds the same pair with
+  runs training side by side. Each case is also run alone at 1 thread (see `sharing`).
+  `python -m benchmarks.bench_sharing --before` adds the same pair with
   `trainer.num_threads=<cores>`: torch's own default, what every run used before the rule.
 """
 
