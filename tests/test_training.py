@@ -121,9 +121,7 @@ def test_denoising_autoencoder_learns_the_clean_series(make_cfg, mlflow_uri):
     targets) still falls, and differs from a run without noise."""
     cfg = make_cfg(["trainer.input_noise=0.3", "trainer.max_epochs=4", "trainer.patience=null"])
     noisy = train(cfg)
-    client, _ = client_for(mlflow_uri)
-    run = client.search_runs([client.get_experiment_by_name(cfg.tracking.experiment).experiment_id],
-                             order_by=["attributes.start_time DESC"], max_results=1)[0]
+    client, run = _only_run(mlflow_uri)
     val = [m.value for m in sorted(client.get_metric_history(run.info.run_id, "val_loss"), key=lambda m: m.step)]
     assert val[-1] < val[0]
     assert noisy != train(make_cfg(["trainer.max_epochs=4", "trainer.patience=null"]))

@@ -269,7 +269,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
                      precision=precision, checkpointer=checkpointer, resume_from=resume_state,
                      callbacks=[log_epoch, *callbacks], progress=cfg.trainer.progress,
                      loop_extras=lambda: {"mlflow_run_id": run.tracker().run_id},
-                     input_noise=float(cfg.trainer.get("input_noise", 0.0) or 0.0))
+                     input_noise=cfg.trainer.input_noise)
     except BaseException as exc:
         tracker = run.tracker_or_none()
         if tracker is None:  # the MLflow run never opened: `exc` is that error, or came before it
