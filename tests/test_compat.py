@@ -17,7 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from latentsweep.sweeps.sweeper import _reseed
+from latentsweep.sweeps.impl import reseed
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -97,7 +97,7 @@ def test_optuna_trial_internals_the_sweeper_uses():
 @pytest.mark.parametrize("make", [lambda: optuna.samplers.TPESampler(seed=0, n_startup_trials=2),
                                   lambda: optuna.samplers.RandomSampler(seed=0)])
 def test_reseeding_a_sampler_through_its_rng_makes_its_asks_reproducible(make):
-    """`_reseed` (sweeps/sweeper.py) sets `sampler._rng.rng` (and its start-up sampler's): the same seed
+    """`reseed` (sweeps/impl.py) sets `sampler._rng.rng` (and its start-up sampler's): the same seed
     gives the same parameters, another seed others. If Optuna renames `_rng`, nothing would be reseeded."""
 
     def first_params(seed: int) -> list[float]:
@@ -105,7 +105,7 @@ def test_reseeding_a_sampler_through_its_rng_makes_its_asks_reproducible(make):
         study = optuna.create_study(sampler=sampler)
         values = []
         for i in range(3):
-            _reseed(sampler, seed * 1000 + i)
+            reseed(sampler, seed * 1000 + i)
             trial = study.ask()
             values.append(trial.suggest_float("x", 0.0, 1.0))
             study.tell(trial, values[-1])
@@ -116,7 +116,7 @@ def test_reseeding_a_sampler_through_its_rng_makes_its_asks_reproducible(make):
 
 
 def test_job_return_keeps_the_exception_of_a_failed_job_in_return_value():
-    """`classify` (sweeps/sweeper.py) and `failed_return` (sweeps/launching.py) use `JobReturn._return_value`."""
+    """`classify` (sweeps/outcomes.py) and `failed_return` (sweeps/launching.py) use `JobReturn._return_value`."""
     error = ValueError("boom")
     ret = JobReturn(status=JobStatus.FAILED, _return_value=error)
     assert ret._return_value is error

@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 from latentsweep import tracking
 from latentsweep.sweeps.heartbeat import Heartbeat
-from latentsweep.sweeps.sweeper import LatentSweepImpl, parent_run_status
+from latentsweep.sweeps.impl import LatentSweepImpl
+from latentsweep.sweeps.summary import parent_run_status
 
 
 class FakeStorage:

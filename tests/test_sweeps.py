@@ -26,7 +26,8 @@ from optuna.trial import TrialState
 from latentsweep.data import collate, prepare_inputs
 from latentsweep.pipeline import load_data, make_loaders
 from latentsweep.sweeps.spaces import merge_overrides
-from latentsweep.sweeps.sweeper import classify
+from latentsweep.errors import InfeasibleError
+from latentsweep.sweeps.outcomes import classify
 from latentsweep.tracking import load_registered_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,14 +239,25 @@ def test_cli_sweeps_win_over_the_search_file():
 
 
 def test_job_results_map_to_trial_states():
-    assert classify(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5)) == (TrialState.COMPLETE, 0.5, None)
-    assert classify(JobReturn(status=JobStatus.COMPLETED, _return_value=float("nan")))[0] == TrialState.FAIL
+    def states(ret, n=1):
+        out = classify(ret, n)
+        return out.state, out.values, out.reason
+
+    assert states(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5)) == (TrialState.COMPLETE, 0.5, None)
+    assert states(JobReturn(status=JobStatus.COMPLETED, _return_value=float("nan")))[0] == TrialState.FAIL
     two = JobReturn(status=JobStatus.COMPLETED, _return_value=[0.5, 4.0])
-    assert classify(two, 2) == (TrialState.COMPLETE, [0.5, 4.0], None) and classify(two)[0] == TrialState.FAIL
+    assert states(two, 2) == (TrialState.COMPLETE, [0.5, 4.0], None) and states(two)[0] == TrialState.FAIL
     pruned = JobReturn(status=JobStatus.FAILED, _return_value=optuna.TrialPruned("epoch 1"))
-    assert classify(pruned)[0] == TrialState.PRUNED
-    state, _, reason = classify(JobReturn(status=JobStatus.FAILED, _return_value=ValueError("bad size\nmore")))
+    assert states(pruned)[0] == TrialState.PRUNED
+    state, _, reason = states(JobReturn(status=JobStatus.FAILED, _return_value=ValueError("bad size\nmore")))
     assert state == TrialState.FAIL and reason == "ValueError: bad size"
+    # a pruned trial is known by its type: an error that merely mentions TrialPruned is a failure
+    state, _, reason = states(JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("TrialPruned was raised")))
+    assert state == TrialState.FAIL and reason.startswith("RuntimeError")
+    # sizes the data cannot take: pruned as infeasible, with the reason, not a failure
+    too_deep = classify(JobReturn(status=JobStatus.FAILED, _return_value=InfeasibleError("4 blocks of stride 2")))
+    assert (too_deep.state, too_deep.cause) == (TrialState.PRUNED, "infeasible")
+    assert too_deep.reason == "infeasible: 4 blocks of stride 2"
 
 
 def test_optuna_sweeper_config_is_ours_and_single_runs_ignore_the_space(make_cfg):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from .config.plain import plain
 from .data.series import DataSpec
-from .errors import ConfigError
+from .errors import ConfigError, InfeasibleError
 from .tasks.wrap import wrap_for_task
 
 MODEL_TARGETS = ("latentsweep.models.*",)
@@ -24,16 +24,19 @@ DATA_TARGETS = ("latentsweep.data.*",)
 
 
 def build_model(model_cfg: Mapping[str, Any] | DictConfig, spec: DataSpec, task: Mapping[str, Any] | None = None):
-    """Instantiate `model_cfg` for data described by `spec`; impossible sizes become ConfigErrors."""
+    """Instantiate `model_cfg` for data described by `spec`. Sizes this data cannot take stay
+    `InfeasibleError`s (a sweep prunes that trial); other impossible values become ConfigErrors."""
     params = plain(model_cfg)
     try:
         model = instantiate(params, spec=spec, _execution_whitelist_=MODEL_TARGETS)
-    except ConfigError:
+    except (ConfigError, InfeasibleError):
         raise
-    except Exception as exc:
+    except Exception as exc:  # Hydra wraps the constructor's error: find what the model raised
         cause = exc
         while cause.__cause__ is not None and not isinstance(cause, (ValueError, TypeError)):
             cause = cause.__cause__
+        if isinstance(cause, InfeasibleError):
+            raise InfeasibleError(str(cause).splitlines()[0]) from exc
         if isinstance(cause, (ValueError, TypeError)):
             raise ConfigError(str(cause).splitlines()[0]) from exc
         raise

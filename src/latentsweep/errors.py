@@ -22,6 +22,12 @@ class ConfigError(LatentSweepError):
     """A configuration value is invalid or two values contradict each other."""
 
 
+class InfeasibleError(LatentSweepError, ValueError):
+    """These sizes cannot work on this data (more downsampling than the series have steps, a latent
+    no smaller than the input). Unlike a `ConfigError`, another combination of sizes may work: in a
+    sweep the trial is recorded as infeasible (PRUNED, with this reason) and the sweep goes on."""
+
+
 class DataError(LatentSweepError):
     """The input data cannot be used as configured."""
 

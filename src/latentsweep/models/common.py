@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..data.batching import Batch
 from ..data.series import DataSpec
-from ..errors import DataError
+from ..errors import DataError, InfeasibleError
 from .base import Autoencoder
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU}
@@ -75,7 +75,7 @@ class FlatAutoencoder(Autoencoder):
         self.length = int(spec.fixed_length)
         self.input_size = self.length * spec.n_channels
         if latent_dim >= self.input_size:
-            raise ValueError(f"model.latent_dim={latent_dim} is not smaller than the flattened input "
+            raise InfeasibleError(f"model.latent_dim={latent_dim} is not smaller than the flattened input "
                              f"({self.length} steps x {spec.n_channels} channels = {self.input_size}) "
                              "— lower model.latent_dim")
         self.latent_dim = latent_dim

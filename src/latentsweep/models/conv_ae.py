@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..data.batching import Batch
 from ..data.series import DataSpec
+from ..errors import InfeasibleError
 from .base import Autoencoder
 from .common import crop_to_lengths, fixed_length_input, make_activation
 
@@ -96,7 +97,7 @@ class ConvAutoencoder(Autoencoder):
         self.duration_weight = float(duration_weight)
         n_blocks = len(self.channels)
         if stride**n_blocks > self.length:
-            raise ValueError(f"{n_blocks} blocks of stride {stride} downsample {stride**n_blocks}x, more than "
+            raise InfeasibleError(f"{n_blocks} blocks of stride {stride} downsample {stride**n_blocks}x, more than "
                              f"data.fixed_length={self.length} steps allow — lower model.n_blocks or model.stride")
         self.latent_dim = latent_dim
         pad = kernel_size // 2

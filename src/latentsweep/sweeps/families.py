@@ -21,17 +21,15 @@ family; pruning compares a trial's per-epoch val_loss only with trials of its ow
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ChoiceSweep
-from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
-from omegaconf import DictConfig, flag_override
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf, flag_override
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from ..errors import ConfigError
@@ -76,14 +74,21 @@ def family_study_name(study_name: str, choices: Mapping[str, Any]) -> str:
     return study_name
 
 
-def conditional_sampler(sampler: Any) -> Any:
+SAMPLER_TARGETS = ("optuna.samplers.*",)  # what upstream's OptunaSweeper may instantiate as a sampler
+
+
+def conditional_sampler(sampler: Any, sampler_cfg: Any = None) -> Any:
     """TPE in its conditional mode (`multivariate` + `group`): each family's parameters are modelled
-    jointly within that family's trials. Other samplers are kept as they are."""
+    jointly within that family's trials. Rebuilt from the user's own sampler config, so every other
+    TPE setting (n_startup_trials, constant_liar, gamma, ...) is kept. Other samplers stay as they are."""
     if not isinstance(sampler, optuna.samplers.TPESampler) or getattr(sampler, "_group", False):
         return sampler
-    return optuna.samplers.TPESampler(n_startup_trials=sampler._n_startup_trials, multivariate=True, group=True,
-                                      constant_liar=sampler._constant_liar, warn_independent_sampling=False,
-                                      seed=None)  # the sweeper reseeds before every ask
+    from hydra.utils import instantiate
+
+    settings = OmegaConf.to_container(sampler_cfg, resolve=True) if isinstance(sampler_cfg, DictConfig) \
+        else dict(sampler_cfg or {"_target_": "optuna.samplers.TPESampler"})
+    settings.update(multivariate=True, group=True)
+    return instantiate(settings, _execution_whitelist_=SAMPLER_TARGETS)
 
 
 class FamilyTrial:
@@ -127,69 +132,40 @@ class FamilyTrial:
         return getattr(self._trial, name)
 
 
-@dataclass
-class FamilySpace:
-    """One family's search space, as the sweeper builds it for a single-model sweep."""
-
-    family: str
-    free: dict[str, BaseDistribution]  # sampled first
-    fixed: dict[str, Any]  # fixed values (search file or CLI), passed to every trial of the family
-    fixed_overrides: list[str]
-    extender: Any  # the family's custom_search_space (samples `deferred` after `free`), or None
-    config: DictConfig  # the family's composed config: bounds for its constraints
-
-    @property
-    def size(self) -> int:
-        return len(self.free) + len(getattr(getattr(self.extender, "func", self.extender), "samples", ()))
-
-
-def family_space(family: str, config: DictConfig, sweeper_params: list[str], arguments: list[str]) -> FamilySpace:
-    """The space of `family` from its composed `config` (search file), `hydra.sweeper.params` and the CLI."""
-    file_lines, file_custom = spaces.search_file(config.get("search"))
-    lines = spaces.merge_overrides(file_lines, sweeper_params, without_family(arguments))
-    dists, fixed, fixed_overrides = create_params_from_overrides(lines)
-    for name in fixed:
-        dists.pop(name, None)
-    fixed.pop("objective", None)  # the sweeper passes the study's (comparable) objective to every job
-    extender = spaces.load_constraint(file_custom) if file_custom else None  # under the execution whitelist
-    samples = getattr(extender, "samples", ())
-    deferred = [name for name in samples if name in dists]
-    if samples:
-        extender = functools.partial(extender, space=dict(dists))
-    free = {k: v for k, v in dists.items() if k not in deferred}
-    return FamilySpace(family, free, dict(fixed), list(fixed_overrides), extender, config)
-
-
 class FamilySearch:
     """All families' spaces; `configure(trial)` samples one family and its parameters."""
 
-    def __init__(self, spaces_by_family: Mapping[str, FamilySpace]) -> None:
+    def __init__(self, spaces_by_family: Mapping[str, spaces.TrialSpace]) -> None:
         self.spaces = dict(spaces_by_family)
         self.families = list(self.spaces)
 
     @classmethod
-    def compose(cls, families: list[str], load_config, sweeper_params: list[str], arguments: list[str]) -> FamilySearch:
-        """`load_config(overrides)` composes the trial config (the sweeper's config loader)."""
+    def compose(cls, families: list[str], load_config, sweeper_params: list[str], arguments: list[str],
+                custom_search_space: str | None = None) -> FamilySearch:
+        """`load_config(overrides)` composes the trial config (the sweeper's config loader); each
+        family's space comes from `spaces.build_space`, as a single-model sweep's does."""
         found = {}
-        plain = [line for line in without_family(arguments)
-                 if not OverridesParser.create().parse_override(line).is_sweep_override()]
+        rest = without_family(arguments)
+        plain = [line for line in rest if not OverridesParser.create().parse_override(line).is_sweep_override()]
         for family in families:
             try:
                 config = load_config([*plain, f"{FAMILY_PARAM}={family}"])
-            except Exception as exc:
+            except (ConfigCompositionException, MissingConfigException) as exc:
                 raise ConfigError(f"model={family}: {str(exc).splitlines()[0]} — use families from conf/model/ "
                                   "in 'model=choice(...)'") from exc
-            found[family] = family_space(family, config, sweeper_params, arguments)
-            if not found[family].size:
+            space = spaces.build_space(config, sweeper_params, rest, custom_search_space)
+            space.fixed.pop("objective", None)  # the sweeper passes the study's (comparable) objective
+            if not space.distributions():
                 raise ConfigError(f"model={family} has nothing to search (no conf/search/{family}.yaml "
                                   "and no sweep on the command line) — add one")
+            found[family] = space
         return cls(found)
 
     def distributions(self) -> dict[str, BaseDistribution]:
         """Every family-qualified distribution (for the parent run's description of the space)."""
         out: dict[str, BaseDistribution] = {FAMILY_PARAM: CategoricalDistribution(self.families)}
         for family, space in self.spaces.items():
-            out.update({f"{family}/{k}": v for k, v in space.free.items()})
+            out.update({f"{family}/{k}": v for k, v in space.distributions().items()})
         return out
 
     def before_ask(self, study: optuna.Study) -> None:
@@ -204,24 +180,16 @@ class FamilySearch:
             study.enqueue_trial({FAMILY_PARAM: untried[0]})
 
     def configure(self, trial: optuna.Trial) -> list[str]:
-        """Sample the family, then its own space; the trial's overrides (Hydra syntax)."""
+        """Sample the family, then its own space (`TrialSpace.sample` through the family's view);
+        the trial's overrides (Hydra syntax)."""
         family = trial.suggest_categorical(FAMILY_PARAM, self.families)
-        space = self.spaces[family]
-        view = FamilyTrial(trial, family)
-        for key, dist in space.free.items():
-            view._suggest(key, dist)
-        for key, value in space.fixed.items():
-            view.set_user_attr(key, value)
-        if space.extender is not None:
-            space.extender(space.config, view)
+        self.spaces[family].sample(FamilyTrial(trial, family))
         return self.overrides_of(trial)
 
     def overrides_of(self, trial: optuna.Trial | optuna.trial.FrozenTrial) -> list[str]:
         """The overrides of a configured trial (also to continue a killed one): family, then its params."""
         family = trial.params[FAMILY_PARAM]
-        space = self.spaces[family]
-        params = {**FamilyTrial(trial, family).params, **space.fixed}
-        return [f"{FAMILY_PARAM}={family}", *(f"{k}={v}" for k, v in params.items()), *space.fixed_overrides]
+        return [f"{FAMILY_PARAM}={family}", *self.spaces[family].overrides(FamilyTrial(trial, family).params)]
 
 
 def use_comparable_objective(config: DictConfig) -> Any:

@@ -7,15 +7,22 @@ here. Precedence, weakest first: search file, `hydra.sweeper.params`, command li
 Size constraints (latent_dim <= hidden_size, ...) are functions with the upstream
 `custom_search_space` signature plus a `space` keyword; the sweeper samples the keys they list in
 `.samples` only through them, after the other keys, so the bound is known when they sample.
+
+`build_space` is the one place a trial's space is assembled, for single-model and family sweeps
+alike (`TrialSpace`); a family sweep only gives each family's parameters a prefixed name.
+A constraint that cannot be met for a sampled point raises `InfeasibleError`: that trial is
+pruned as infeasible, the sweep goes on.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
@@ -25,11 +32,9 @@ from optuna.distributions import (
 )
 from optuna.trial import Trial
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InfeasibleError
 
-
-class Infeasible(ValueError):
-    """The sampled combination is impossible (e.g. a user's latent choice above the hidden size)."""
+Infeasible = InfeasibleError  # a sampled combination no trial can run (kept under its old name)
 
 
 def _key(override: Any) -> str:
@@ -82,6 +87,63 @@ def load_constraint(path: str) -> Callable[..., Any]:
                           "latentsweep.sweeps.spaces, e.g. latentsweep.sweeps.spaces.latent_within_hidden") from exc
 
 
+def constraint_samples(constraint: Any) -> tuple[str, ...]:
+    """The keys a constraint samples itself. `load_constraint` returns a partial: look through it."""
+    return tuple(getattr(getattr(constraint, "func", constraint), "samples", ()))
+
+
+@dataclass
+class TrialSpace:
+    """What one trial samples: `free` first, then the constraint samples `deferred` with its bound."""
+
+    free: dict[str, BaseDistribution]
+    fixed: dict[str, Any]  # fixed values (search file or CLI), passed to every trial
+    fixed_overrides: list[str]  # fixed overrides that are not key=value params (`~search`, ...)
+    constraint: Callable[..., Any] | None  # custom_search_space
+    deferred: dict[str, BaseDistribution]  # sampled only through the constraint
+    config: DictConfig  # the composed config the constraint reads its bounds from
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return {**self.free, **self.deferred}
+
+    def sample(self, trial: Any) -> dict[str, Any]:
+        """Sample `trial` (an Optuna trial, or a family's view of one); its parameters, fixed included."""
+        for key, dist in self.free.items():
+            trial._suggest(key, dist)
+        for key, value in self.fixed.items():
+            trial.set_user_attr(key, value)
+        if self.constraint is not None:
+            if constraint_samples(self.constraint):
+                self.constraint(self.config, trial, space=self.distributions())
+            else:  # an upstream-style hook: (cfg, trial)
+                self.constraint(self.config, trial)
+        return {**trial.params, **self.fixed}
+
+    def overrides(self, params: Mapping[str, Any]) -> list[str]:
+        """The job's overrides for a trial's parameters (also to continue a killed trial)."""
+        return [f"{k}={v}" for k, v in {**params, **self.fixed}.items()] + list(self.fixed_overrides)
+
+    def without_constraint(self) -> TrialSpace:
+        """Every key sampled freely (the grid sampler holds every key: a constraint cannot apply)."""
+        return TrialSpace(self.distributions(), self.fixed, self.fixed_overrides, None, {}, self.config)
+
+
+def build_space(config: DictConfig, sweeper_params: Iterable[str], arguments: Iterable[str],
+                custom_search_space: str | None = None) -> TrialSpace:
+    """The one space builder: `config`'s search file < `hydra.sweeper.params` < the command line;
+    `custom_search_space` (hydra.sweeper) wins over the search file's. Used for a single-model
+    sweep and for each family of a family sweep, so both sample and constrain alike."""
+    file_lines, file_custom = search_file(config.get("search"))
+    lines = merge_overrides(file_lines, sweeper_params, arguments)
+    dists, fixed, fixed_overrides = create_params_from_overrides(lines)
+    for name in fixed:
+        dists.pop(name, None)
+    path = custom_search_space or file_custom
+    constraint = load_constraint(path) if path else None  # under the execution whitelist
+    deferred = {name: dists.pop(name) for name in constraint_samples(constraint) if name in dists}
+    return TrialSpace(dists, dict(fixed), list(fixed_overrides), constraint, deferred, config)
+
+
 def _bound(cfg: DictConfig, trial: Trial, key: str) -> float | None:
     """The value `key` has in this trial: sampled, fixed on the command line, or from the config."""
     if key in trial.params:
@@ -111,7 +173,7 @@ def suggest_capped(trial: Trial, space: Mapping[str, BaseDistribution], name: st
     else:  # categorical choices cannot change between trials in Optuna: sample, then check
         value = trial._suggest(name, dist)
         if bound is not None and isinstance(dist, CategoricalDistribution) and float(value) > bound:
-            raise Infeasible(f"{name}={value} exceeds {label}={bound:g}")
+            raise InfeasibleError(f"{name}={value} exceeds {label}={bound:g}")
 
 
 def capped(name: str, bound_key: str) -> Callable[..., None]:

@@ -8,11 +8,11 @@ leaderboard) and on the console, and the best trial's model registered.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,21 @@ log = logging.getLogger("latentsweep.sweeps")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
+def infeasible_trials(trials: Sequence[optuna.trial.FrozenTrial]) -> list[dict[str, Any]]:
+    """Trials whose sampled sizes the data could not take (PRUNED as infeasible), with the reason."""
+    return [{"trial": t.number, "reason": t.user_attrs.get("fail_reason")} for t in trials
+            if t.user_attrs.get("fail_cause") == "infeasible"]
+
+
+def infeasible_lines(found: Sequence[dict[str, Any]], shown: int = 10) -> list[str]:
+    """The summary's lines for infeasible trials: how many, and each one's reason."""
+    if not found:
+        return []
+    lines = [f"{len(found)} infeasible trial(s), pruned (their sizes do not fit the data):"]
+    lines += [f"  trial {f['trial']}: {f['reason']}" for f in found[-shown:]]
+    return lines + ([f"  ... and {len(found) - shown} more (user attribute fail_reason)"] if len(found) > shown else [])
+
+
 def parent_run_status(trials: Sequence[optuna.trial.FrozenTrial], status: str) -> str | None:
     """How a finishing sweeper ends the study's shared MLflow parent run: `status` (its own outcome,
     FINISHED / FAILED / KILLED), or None to leave the run RUNNING.
@@ -51,6 +66,22 @@ def parent_run_status(trials: Sequence[optuna.trial.FrozenTrial], status: str) -
     return None if any(t.state == TrialState.RUNNING for t in trials) else status
 
 
+@dataclass
+class Ending:
+    """What `_finish` found in the study, shared by the results file, the parent run and the terminal."""
+
+    study: optuna.Study
+    trials: list[optuna.trial.FrozenTrial]
+    counts: dict[str, int]
+    best: optuna.trial.FrozenTrial | None
+    pareto: list[dict[str, Any]] | None
+    best_run: str | None
+    infeasible: list[dict[str, Any]] = field(default_factory=list)
+    version: str | None = None
+    board: Any = None  # the family leaderboard (a DataFrame)
+    results: dict[str, Any] = field(default_factory=dict)
+
+
 class SweepSummary:
     """What a sweeper does once its loop has stopped (see the module docstring)."""
 
@@ -58,84 +89,105 @@ class SweepSummary:
 
     def _finish(self, study: optuna.Study, url: str, uri: str | None, parent: str | None,
                 done: list[TrialState], status: str) -> None:
-        trials = study.get_trials(deepcopy=False)
-        counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (*FINISHED, TrialState.RUNNING)}
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        multi = len(study.directions) > 1
-        best = study.best_trial if complete and not multi else None  # several objectives: a Pareto front
-        pareto = [{"trial": t.number, "values": list(t.values), "params": dict(t.params),
-                   "mlflow_run": t.user_attrs.get("mlflow_run_id")} for t in study.best_trials] if multi else None
-        best_run = best.user_attrs.get("mlflow_run_id") if best else None
-        version = None
-        if best and best_run and parent and self.register_best and status == "FINISHED":
-            with ask_lock(url):  # two workers finishing together register one version
-                version = self._register(study, best, best_run, uri)
-        board = None
-        if self.family_search is not None and not multi:  # leaderboard + each family's best registered
-            board = self._family_board(study, trials, url, uri, register=bool(parent and self.register_best
-                                                                               and status == "FINISHED"))
-        results = {"name": "optuna", "study_name": study.study_name, "storage": redact(url),
-                   "n_trials": counts, "this_run": {s.name.lower(): done.count(s) for s in FINISHED},
-                   "best_value": best.value if best else None, "best_params": dict(best.params) if best else None,
-                   "best_trial": best.number if best else None, "best_mlflow_run": best_run,
-                   "mlflow_parent_run": parent, "tracking_uri": uri,
-                   "registered_model": f"{self._registry_name()}@best (v{version})" if version else None,
-                   **({"pareto_front": pareto} if multi else {}),
-                   **({"leaderboard": json.loads(board.to_json(orient="records")),
-                       "winning_family": leaderboard.winner(board)} if board is not None else {})}
-        with contextlib.suppress(Exception):
+        """Summarise the study: results file, parent run (ended by the last sweeper), terminal."""
+        end = self._ending(study, url, uri, parent, status)
+        end.results = self._results(end, url, uri, parent, done)
+        try:
             Path(self.config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
-            OmegaConf.save(OmegaConf.create(results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml")
+            OmegaConf.save(OmegaConf.create(end.results), f"{self.config.hydra.sweep.dir}/optimization_results.yaml")
+        except OSError as exc:  # a read-only or full disk: the summary still goes to MLflow and the terminal
+            log.warning("optimization_results.yaml not written in %s: %s", self.config.hydra.sweep.dir, exc)
         if parent:
-            end_as = parent_run_status(trials, status)
-            if end_as is None:
-                log.info("MLflow parent run %s stays RUNNING: %d trials of the study still run in another "
-                         "sweeper: the last one to finish ends it", parent, counts["running"])
-            figures = self._figures(study)
-            texts = {"optimization_results.json": json.dumps(results, indent=1)}
-            if board is not None:
-                figures["figures/family_best_so_far.png"] = leaderboard.best_so_far_figure(
-                    trials, self.family_search.families, study.direction.name.lower(), str(self.config.objective))
-                texts["leaderboard.csv"] = board.to_csv(index=False)
-                texts["leaderboard.md"] = self._board_markdown(board, trials)
-            try:
-                finish_sweep_run(
-                    uri, parent,
-                    metrics={**({"best_value": best.value} if best else {}),
-                             **{f"n_{k}": v for k, v in counts.items()}},
-                    tags={**({"best_params": json.dumps(best.params), "best_trial": best.number,
-                              "best_run_id": best_run or ""} if best else {}),
-                          **({"pareto_trials": json.dumps([p["trial"] for p in pareto])} if multi else {}),
-                          **({"winning_family": leaderboard.winner(board) or ""} if board is not None else {})},
-                    figures=figures, texts=texts,
-                    status=end_as)
-            except Exception as exc:
-                log.warning("could not finish the MLflow parent run %s: %s", parent, exc)
-            finally:
-                import matplotlib.pyplot as plt
-
-                for fig in figures.values():
-                    plt.close(fig)
-        lines = [f"study {study.study_name} in {redact(url)}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)]
-        if best:
-            lines += [f"best value: {best.value:.6g} (trial {best.number})",
-                      f"best params: {json.dumps(best.params)}"]
-        elif multi and pareto:
-            lines.append(f"Pareto front ({len(pareto)} trials, objectives {self.config.get('objective')}):")
-            lines += [f"  trial {p['trial']}: values {p['values']} params {json.dumps(p['params'])} "
-                      f"run {p['mlflow_run']}" for p in pareto]
-        else:
-            lines.append("no trial completed yet")
-        if board is not None:
-            lines += [f"winning family: {leaderboard.winner(board) or 'none yet'}", "",
-                      self._board_markdown(board, trials)]
-        if parent:
-            lines.append(f"MLflow: parent run {parent}, best model run {best_run} | store {uri}")
-        if version:
-            lines.append(f"registered model: models:/{self._registry_name()}@best (version {version})")
+            self._end_parent_run(end, uri, parent, status)
+        lines = self._lines(end, url, uri, parent)
         for line in lines:  # printed once on the terminal, kept in the sweep's log file
             log_to_files(log, logging.INFO, line)
         print("\n".join(lines), flush=True)
+
+    def _ending(self, study: optuna.Study, url: str, uri: str | None, parent: str | None, status: str) -> Ending:
+        """What the study holds now: counts, best trial (or Pareto front), registry, leaderboard."""
+        trials = study.get_trials(deepcopy=False)
+        counts = {s.name.lower(): sum(t.state == s for t in trials) for s in (*FINISHED, TrialState.RUNNING)}
+        multi = len(study.directions) > 1
+        complete = any(t.state == TrialState.COMPLETE for t in trials)
+        best = study.best_trial if complete and not multi else None  # several objectives: a Pareto front
+        pareto = [{"trial": t.number, "values": list(t.values), "params": dict(t.params),
+                   "mlflow_run": t.user_attrs.get("mlflow_run_id")} for t in study.best_trials] if multi else None
+        end = Ending(study, trials, counts, best, pareto, best.user_attrs.get("mlflow_run_id") if best else None,
+                     infeasible=infeasible_trials(trials))
+        register = bool(parent and self.register_best and status == "FINISHED")
+        if best and end.best_run and register:
+            with ask_lock(url):  # two workers finishing together register one version
+                end.version = self._register(study, best, end.best_run, uri)
+        if self.family_search is not None and not multi:  # leaderboard + each family's best registered
+            end.board = self._family_board(study, trials, url, uri, register=register)
+        return end
+
+    def _results(self, end: Ending, url: str, uri: str | None, parent: str | None,
+                 done: list[TrialState]) -> dict[str, Any]:
+        best, board = end.best, end.board
+        return {"name": "optuna", "study_name": end.study.study_name, "storage": redact(url),
+                "n_trials": {**end.counts, "infeasible": len(end.infeasible)}, "infeasible_trials": end.infeasible,
+                "this_run": {s.name.lower(): done.count(s) for s in FINISHED},
+                "best_value": best.value if best else None, "best_params": dict(best.params) if best else None,
+                "best_trial": best.number if best else None, "best_mlflow_run": end.best_run,
+                "mlflow_parent_run": parent, "tracking_uri": uri,
+                "registered_model": f"{self._registry_name()}@best (v{end.version})" if end.version else None,
+                **({"pareto_front": end.pareto} if end.pareto is not None else {}),
+                **({"leaderboard": json.loads(board.to_json(orient="records")),
+                    "winning_family": leaderboard.winner(board)} if board is not None else {})}
+
+    def _end_parent_run(self, end: Ending, uri: str | None, parent: str, status: str) -> None:
+        end_as = parent_run_status(end.trials, status)
+        if end_as is None:
+            log.info("MLflow parent run %s stays RUNNING: %d trials of the study still run in another "
+                     "sweeper: the last one to finish ends it", parent, end.counts["running"])
+        best, board = end.best, end.board
+        figures = self._figures(end.study)
+        texts = {"optimization_results.json": json.dumps(end.results, indent=1)}
+        if board is not None:
+            figures["figures/family_best_so_far.png"] = leaderboard.best_so_far_figure(
+                end.trials, self.family_search.families, end.study.direction.name.lower(), str(self.config.objective))
+            texts["leaderboard.csv"] = board.to_csv(index=False)
+            texts["leaderboard.md"] = self._board_markdown(board, end.trials)
+        tags = {**({"best_params": json.dumps(best.params), "best_trial": best.number,
+                    "best_run_id": end.best_run or ""} if best else {}),
+                **({"pareto_trials": json.dumps([p["trial"] for p in end.pareto])} if end.pareto is not None else {}),
+                **({"winning_family": leaderboard.winner(board) or ""} if board is not None else {})}
+        metrics = {**({"best_value": best.value} if best else {}), **{f"n_{k}": v for k, v in end.counts.items()},
+                   "n_infeasible": len(end.infeasible)}
+        try:
+            finish_sweep_run(uri, parent, metrics=metrics, tags=tags, figures=figures, texts=texts, status=end_as)
+        except Exception as exc:  # noqa: BLE001 - logged: the sweep's results are saved and printed anyway
+            log.warning("could not finish the MLflow parent run %s: %s: %s", parent, type(exc).__name__, exc)
+        finally:
+            import matplotlib.pyplot as plt
+
+            for fig in figures.values():
+                plt.close(fig)
+
+    def _lines(self, end: Ending, url: str, uri: str | None, parent: str | None) -> list[str]:
+        best, board = end.best, end.board
+        lines = [f"study {end.study.study_name} in {redact(url)}: "
+                 + ", ".join(f"{v} {k}" for k, v in end.counts.items() if v)]
+        if best:
+            lines += [f"best value: {best.value:.6g} (trial {best.number})",
+                      f"best params: {json.dumps(best.params)}"]
+        elif end.pareto:
+            lines.append(f"Pareto front ({len(end.pareto)} trials, objectives {self.config.objective}):")
+            lines += [f"  trial {p['trial']}: values {p['values']} params {json.dumps(p['params'])} "
+                      f"run {p['mlflow_run']}" for p in end.pareto]
+        else:
+            lines.append("no trial completed yet")
+        lines += infeasible_lines(end.infeasible)
+        if board is not None:
+            lines += [f"winning family: {leaderboard.winner(board) or 'none yet'}", "",
+                      self._board_markdown(board, end.trials)]
+        if parent:
+            lines.append(f"MLflow: parent run {parent}, best model run {end.best_run} | store {uri}")
+        if end.version:
+            lines.append(f"registered model: models:/{self._registry_name()}@best (version {end.version})")
+        return lines
 
     def _register(self, study: optuna.Study, best: optuna.trial.FrozenTrial, best_run: str, uri: str | None,
                   name: str | None = None, key: str = ""):
