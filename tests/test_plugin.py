@@ -7,6 +7,7 @@ The other app is a tiny one written to tmp: not latentsweep's train.py, not its 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -148,3 +149,23 @@ def test_upstream_max_failure_rate_stops_the_sweep(foreign_app):
     assert "this trial fails on purpose" in proc.stderr + proc.stdout
     states = [t.state for t in study().trials]
     assert states == [TrialState.FAIL, TrialState.FAIL]  # the first batch of two, then it stopped
+
+
+def test_hydras_plugin_scan_imports_neither_optuna_nor_torch_nor_pandas():
+    """Another Hydra app in this environment pays nothing for our plugin: Hydra imports every
+    plugin module when it scans `hydra_plugins`; ours, like Hydra's own, imports its work lazily."""
+    code = textwrap.dedent('''
+        import json, sys
+        from hydra.core.plugins import Plugins
+        from hydra.plugins.sweeper import Sweeper
+        import hydra_plugins.latentsweep_sweeper.config, hydra_plugins.latentsweep_sweeper.sweeper
+        found = [f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)]
+        heavy = [m for m in ("optuna", "torch", "pandas", "mlflow", "sqlalchemy") if m in sys.modules]
+        print(json.dumps({"found": found, "heavy": heavy}))
+    ''')
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "latentsweep.sweeps.sweeper.LatentSweepOptunaSweeper" in result["found"]  # still registered
+    assert result["heavy"] == []
