@@ -6,7 +6,11 @@ Real `python train.py -m hydra/sweeper=optuna` processes on real SQLite stores. 
 
 from __future__ import annotations
 
+import re
+import sys
+
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.hardening_kit import ROOT, cli_env, run_cli
@@ -74,3 +78,54 @@ def test_a_space_where_every_sample_is_infeasible_stops_naming_the_constraint(tm
     trials = _study(tmp_path).trials
     assert len(trials) == 10 and all(t.user_attrs["fail_cause"] == "infeasible" for t in trials)
 
+
+
+def _killed_study(cwd, n: int, grace: int):
+    """A study whose sweeper was killed with `n` trials RUNNING (launched, checkpoint folder recorded,
+    no checkpoint yet), their heartbeats now older than the grace period."""
+    import time
+    import warnings
+
+    from latentsweep.sweeps import continuation
+    from latentsweep.sweeps.storage import make_storage
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        storage = make_storage(f"sqlite:///{cwd / 'sweeps' / 'optuna.db'}", heartbeat_interval=1, grace_period=grace)
+        study = optuna.create_study(study_name="rnn_ae-synthetic", storage=storage)
+        for i in range(n):
+            trial = study.ask()
+            trial.suggest_categorical("model.cell", ["gru", "lstm"])
+            continuation.record_launch(trial, cwd / "killed" / f"trial-{i}")
+            storage.record_heartbeat(trial._trial_id)
+    time.sleep(grace + 2.2)  # SQLite keeps heartbeats to the second
+    return [t.number for t in study.trials]
+
+
+@pytest.mark.slow
+def test_two_sweepers_taking_over_one_killed_study_never_run_a_trial_twice(tmp_path):
+    """Each claimed trial is beaten from the moment it is claimed: while sweeper A still runs the
+    first of the killed sweep's trials it claimed, sweeper B (asking its own trials meanwhile) must
+    not find A's waiting ones stale and claim them again. Trials last longer than the grace period."""
+    import subprocess
+
+    grace = 2
+    stale = _killed_study(tmp_path, 3, grace)
+    tiny = [a for a in TINY if not a.startswith(("data.n_series", "data.longest"))]
+    args = [*tiny, "data.n_series=200", "data.longest=60", "trainer.max_epochs=12", "trainer.patience=null",
+            "model.hidden_size=16", "model.latent_dim=4", "model.cell=choice(gru,lstm)",
+            "hydra.sweeper.n_trials=6", "hydra.sweeper.heartbeat_interval=1", f"hydra.sweeper.grace_period={grace}",
+            "hydra.sweeper.pruner.name=none"]
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/sweeper=optuna", *args]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    text = "\n".join(outputs)
+    continued = [int(n) for n in re.findall(r"continuing trial (\d+) \(attempt", text)]
+    launched = [int(n) for n in re.findall(r"launching trial (\d+):", text)]
+    assert sorted(continued) == stale, text[-4000:]  # each killed trial continued once, by one sweeper
+    assert sorted(continued + launched) == list(range(6))  # and no trial ran twice
+    trials = _study(tmp_path).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6
+    assert [t.user_attrs.get("continued") for t in trials[:3]] == [1, 1, 1]

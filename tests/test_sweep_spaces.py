@@ -43,7 +43,7 @@ PROMISES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _composed(family: str):
     return compose_config([f"model={family}", "data=digits"])
 

@@ -24,10 +24,10 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from latentsweep.data import collate, prepare_inputs
-from latentsweep.pipeline import load_data, make_loaders
-from latentsweep.sweeps.spaces import merge_overrides
 from latentsweep.errors import InfeasibleError
+from latentsweep.pipeline import load_data, make_loaders
 from latentsweep.sweeps.outcomes import classify
+from latentsweep.sweeps.spaces import merge_overrides
 from latentsweep.tracking import load_registered_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -164,7 +164,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
     `callbacks(epoch, metrics)` run after each epoch; a resumed run first replays the checkpointed
     epochs to them, so a callback must ignore an epoch it has seen (the Optuna reporter does)."""
     validate(cfg)
-    objective_names(cfg.get("objective", "val_loss"))  # an unknown objective fails before any work
+    objective_names(cfg.objective)  # an unknown objective fails before any work
     seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer.device)
     set_deterministic(bool(cfg.trainer.get("deterministic", False)))
@@ -172,7 +172,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
         configure_cuda(deterministic=bool(cfg.trainer.get("deterministic", False)))
     with RunLease() as lease:  # counted by every run on this machine while it trains
         threads = ThreadPolicy(cfg.model._target_.rsplit(".", 1)[-1], device.type, cfg.trainer.num_threads,
-                               launcher_runs=(cfg.get("sweep") or {}).get("parallel_trials") or 1, lease=lease)
+                               launcher_runs=cfg.sweep.parallel_trials or 1, lease=lease)
         log.info("%d torch thread(s) for %s on %s (trainer.num_threads overrides)", threads.apply(),
                  threads.model_class, device)
         try:
@@ -203,7 +203,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
     precision = str(cfg.trainer.precision)
 
     data = load_data(cfg.data, cfg.seed)
-    check_objective(cfg.get("objective", "val_loss"), data.spec)  # e.g. probe_accuracy without labels
+    check_objective(cfg.objective, data.spec)  # e.g. probe_accuracy without labels
     task = setup_task(cfg, data)  # task=classify: head, pre-trained encoder (replaces cfg.model), weights
     cfg, model = task.cfg, task.model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
@@ -221,18 +221,18 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
 
     params = {k: OmegaConf.to_container(cfg[k], resolve=True)
               for k in ("model", "data", "optimizer", "trainer", "task") if cfg.get(k) is not None}
-    params.update(seed=cfg.seed, objective=cfg.get("objective", "val_loss"),
+    params.update(seed=cfg.seed, objective=cfg.objective,
                   n_train=len(data.train), n_val=len(data.val), n_test=data.report["n_test"],
                   dropped_short=data.report["dropped_short"], n_parameters=sum(p.numel() for p in model.parameters()))
     tags = {"model": cfg.model._target_.rsplit(".", 1)[-1], "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "precision": precision}
     tags.update(task.tags)
-    tags.update(cfg.get("extra_tags") or {})
+    tags.update(cfg.extra_tags)
     resume_run_id = resume_state["loop"].get("mlflow_run_id") if resume_state else None
     if resume_state:
         tags["resumed_from_epoch"] = resume_state["epoch"]
-    trial = (cfg.get("extra_tags") or {}).get("optuna_trial")
+    trial = cfg.extra_tags.get("optuna_trial")
     run_name = cfg.tracking.run_name or (f"trial {trial}" if trial is not None else None)
 
     # a copy taken now: fit() appends to the checkpoint's history list while open_run() runs in its
@@ -243,7 +243,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
         tracker = Tracker.from_config(cfg.tracking)
         # params are logged only when a new run starts: also when the resumed run is gone or finished
         run_id = tracker.start(run_name=run_name, params=params, tags=tags, resume_run_id=resume_run_id,
-                               parent_run_id=(cfg.get("extra_tags") or {}).get("parent_run_id"))
+                               parent_run_id=cfg.extra_tags.get("parent_run_id"))
         if resume_state:
             _log_missing_epochs(tracker, checkpointed_history)
         if run_id:
@@ -289,14 +289,14 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
         if device.type == "cuda":
             tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
         _log_results(tracker, model, data, result, cfg, device)
-        value = objective_value(cfg.get("objective", "val_loss"), model=model, data=data, result=result,
+        value = objective_value(cfg.objective, model=model, data=data, result=result,
                                 device=device)
     except BaseException as exc:
         reason = _fail_run(tracker, run_id, exc, cfg, device)
         if reason is exc:
             raise
         raise reason from exc
-    tracker.log_metrics(objective_metrics(cfg.get("objective", "val_loss"), value))
+    tracker.log_metrics(objective_metrics(cfg.objective, value))
     tracker.end("FINISHED")
     if checkpointer is not None:
         checkpointer.mark_finished()  # trainer.resume=true picks an unfinished run, never this one

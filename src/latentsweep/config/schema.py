@@ -190,7 +190,43 @@ class TrackingConfig:
     n_reconstructions: int = 6
 
 
+# --- the top level of conf/train.yaml -----------------------------------------------------------
+DEFAULT_OBJECTIVE = "val_loss"
+
+
+@dataclass
+class SweepJobConfig:
+    """What the sweeper tells each of its trial jobs (`++sweep.*`); all null in a single run."""
+
+    storage: str | None = None  # the study's storage URL (absolute)
+    study_name: str | None = None
+    trial_id: int | None = None  # the Optuna trial this job trains
+    trial_number: int | None = None
+    pruner: Any = None  # hydra.sweeper.pruner as JSON: the job rebuilds the study's pruner
+    heartbeat_interval: int | None = None
+    parallel_trials: int | None = None  # trials at once on this machine (torch threads per trial)
+
+
+@dataclass
+class RootConfig:
+    """The top level of `conf/train.yaml`: each default here is the only copy of it."""
+
+    model: Any = MISSING
+    data: Any = MISSING
+    optimizer: Any = MISSING
+    trainer: Any = MISSING
+    tracking: Any = MISSING
+    task: Any = MISSING
+    search: Any = None  # conf/search/<model>.yaml: read by the sweeper only
+    seed: int = 0
+    objective: Any = DEFAULT_OBJECTIVE  # a name, or a list of names (latentsweep.objectives)
+    trials_per_gpu: int = 16  # GPU boxes: trial processes sharing each GPU (hydra/launcher=trials)
+    sweep: SweepJobConfig = field(default_factory=SweepJobConfig)
+    extra_tags: dict[str, Any] = field(default_factory=dict)  # MLflow tags of the run (the sweeper adds its own)
+
+
 SCHEMAS: dict[str, dict[str, type]] = {
+    "root": {"train": RootConfig},
     "model": {"rnn_ae": RNNAEConfig},
     "data": {"synthetic": SyntheticDataConfig, "parquet": ParquetDataConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig},
@@ -208,7 +244,7 @@ def validate(cfg: DictConfig) -> None:
         obj: Any = OmegaConf.to_object(node)
         if hasattr(obj, "check"):
             obj.check()
-    seed = cfg.get("seed", 0)
+    seed = cfg.seed
     if not isinstance(seed, int) or seed < 0:
         from ..errors import ConfigError
 

@@ -195,7 +195,7 @@ class FamilySearch:
 def use_comparable_objective(config: DictConfig) -> Any:
     """Replace the default objective `val_loss` with `recon_mse` in the sweeper's config (logged);
     latent-quality objectives (silhouette, probe_accuracy) already compare across families."""
-    objective = config.get("objective", "val_loss")
+    objective = config.objective
     if objective == "val_loss":
         with flag_override(config, ["readonly", "struct"], False):
             config.objective = COMPARABLE_OBJECTIVE

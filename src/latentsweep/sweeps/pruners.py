@@ -7,21 +7,19 @@ the job's process, so the job rebuilds the very pruner the sweeper was configure
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 import optuna
 
 from ..errors import ConfigError
+from .config import PrunerConf
 
 PRUNERS = ("median", "hyperband", "successive_halving", "none")
 
 
 def _resource(value: Any) -> Any:
     return value if value in (None, "auto") else int(value)
-
-
-def _int_or(value: Any, default: int) -> int:
-    return default if value in (None, "auto") else int(value)
 
 
 class _SameFamily:
@@ -58,22 +56,29 @@ class PerFamilyPruner(optuna.pruners.BasePruner):
 
 def make_pruner(cfg: Mapping[str, Any] | None) -> optuna.pruners.BasePruner:
     """`hydra.sweeper.pruner` ({name, n_startup_trials, ...}) -> an Optuna pruner; `per_family: true`
-    (set by family sweeps) compares trials within their model family only."""
+    (set by family sweeps) compares trials within their model family only. Keys not given take
+    `PrunerConf`'s defaults (sweeps/config.py), the only copy of them."""
     cfg = dict(cfg or {})
     if cfg.pop("per_family", False):
         return PerFamilyPruner(make_pruner(cfg))
-    name = str(cfg.get("name") or "none").lower()
+    unknown = set(cfg) - {f.name for f in fields(PrunerConf)}
+    if unknown:
+        raise ConfigError(f"unknown hydra.sweeper.pruner keys {sorted(unknown)} — use "
+                          f"{', '.join(f.name for f in fields(PrunerConf))}")
+    conf = PrunerConf(**{"name": "none", **cfg})  # no name given: no pruning
+    name = str(conf.name or "none").lower()
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=int(cfg.get("n_startup_trials", 4)),
-                                           n_warmup_steps=int(cfg.get("n_warmup_steps", 1)),
-                                           interval_steps=int(cfg.get("interval_steps", 1)))
+        return optuna.pruners.MedianPruner(n_startup_trials=int(conf.n_startup_trials),
+                                           n_warmup_steps=int(conf.n_warmup_steps),
+                                           interval_steps=int(conf.interval_steps))
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=_int_or(cfg.get("min_resource"), 1),
-                                              max_resource=_resource(cfg.get("max_resource", "auto")),
-                                              reduction_factor=int(cfg.get("reduction_factor", 3)))
+        return optuna.pruners.HyperbandPruner(min_resource=1 if conf.min_resource in (None, "auto")
+                                              else int(conf.min_resource),
+                                              max_resource=_resource(conf.max_resource),
+                                              reduction_factor=int(conf.reduction_factor))
     if name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=_resource(cfg.get("min_resource", "auto")),
-                                                      reduction_factor=int(cfg.get("reduction_factor", 3)))
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=_resource(conf.min_resource),
+                                                      reduction_factor=int(conf.reduction_factor))
     if name in ("none", "nop", "null"):
         return optuna.pruners.NopPruner()
     raise ConfigError(f"unknown hydra.sweeper.pruner.name={name!r} — choose one of {', '.join(PRUNERS)}")

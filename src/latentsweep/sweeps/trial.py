@@ -48,15 +48,14 @@ class PruningCallback:
 
 def sweep_callbacks(cfg: DictConfig) -> list[Callable[[int, dict], None]]:
     """Callbacks for `pipeline.train`: a pruning reporter when this job is an Optuna trial, else []."""
-    sweep = cfg.get("sweep")
-    if not sweep or sweep.get("trial_id") is None:
+    sweep = cfg.sweep  # schema: config.schema.SweepJobConfig, all null in a single run
+    if sweep.trial_id is None:
         return []
-    interval = sweep.get("heartbeat_interval")
+    interval = sweep.heartbeat_interval
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         storage = make_storage(sweep.storage, heartbeat_interval=interval)
-    pruner_cfg = sweep.get("pruner")
-    pruner = make_pruner(json.loads(pruner_cfg) if isinstance(pruner_cfg, str) else pruner_cfg)
+    pruner = make_pruner(json.loads(sweep.pruner) if isinstance(sweep.pruner, str) else sweep.pruner)
     study = optuna.load_study(study_name=str(sweep.study_name), storage=storage, pruner=pruner,
                               sampler=optuna.samplers.RandomSampler())  # the job never samples
     trial = optuna.trial.Trial(study, int(sweep.trial_id))
@@ -69,9 +68,9 @@ def sweep_callbacks(cfg: DictConfig) -> list[Callable[[int, dict], None]]:
     # (maximised, latent-based, several at once: Optuna cannot prune multi-objective studies) run
     # every trial to the end. Family sweeps select on recon_mse but prune on val_loss, compared
     # only among trials of one family (`PerFamilyPruner`).
-    names = objective_names(cfg.get("objective", "val_loss"))
+    names = objective_names(cfg.objective)
     per_family = isinstance(pruner, PerFamilyPruner) and len(names) == 1  # val_loss within a family
     if names != [PRUNE_METRIC] and not per_family:
-        log.info("objective %s is not val_loss: this trial is not pruned", cfg.get("objective"))
+        log.info("objective %s is not val_loss: this trial is not pruned", cfg.objective)
         return []
     return [PruningCallback(trial, reported=storage.get_trial(int(sweep.trial_id)).intermediate_values)]

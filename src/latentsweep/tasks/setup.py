@@ -36,7 +36,7 @@ class TaskSetup:
 
 
 def _objective_names(cfg: DictConfig) -> list[str]:
-    return objective_names(cfg.get("objective", "val_loss"))
+    return objective_names(cfg.objective)
 
 
 def _check_labels(data: PreparedData) -> dict[str, str]:
