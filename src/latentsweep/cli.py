@@ -21,7 +21,7 @@ def _in_multirun() -> bool:
         from hydra.types import RunMode
 
         return HydraConfig.get().mode == RunMode.MULTIRUN
-    except Exception:
+    except ValueError:  # "HydraConfig was not set": not inside a Hydra app
         return False
 
 
@@ -41,7 +41,7 @@ def log_to_files(logger: logging.Logger, level: int, message: str) -> None:
     record = logger.makeRecord(logger.name, level, __file__, 0, "%s", (message,), None)
     for handler in _file_handlers(logger):
         if record.levelno >= handler.level:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, ValueError):  # a closed or full log file: the terminal has it
                 handler.handle(record)
 
 

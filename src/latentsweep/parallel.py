@@ -9,6 +9,7 @@ cores (each with one thread, as one thread per trial beat sharing cores in our C
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -29,7 +30,8 @@ def visible_gpus() -> int:
         import torch
 
         return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:
+    except (ImportError, RuntimeError) as exc:  # a broken CUDA install: say so, then count none
+        logging.getLogger("latentsweep").warning("CUDA could not be initialised (%s): counting 0 GPUs", exc)
         return 0
 
 

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..config.registry import all_schemas
 from ..data.series import DataSpec
-from ..errors import ConfigError
+from ..errors import ConfigError, LatentSweepError
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def load_pretrained(reference: str, model_target: str, tracking_uri: str | None)
             version = tracking.registered_version(tracking_uri, name, "best")
             if version is not None:
                 source = f"{source} (run {version.run_id})"
-        except Exception:
-            pass
+        except LatentSweepError as exc:  # only the tag loses its run id: the model is loaded
+            log.warning("the run behind %s could not be looked up: %s", source, exc)
     else:
         model, config = tracking.load_model(str(reference), tracking_uri)
         source = str(reference)

@@ -12,6 +12,9 @@ from ..errors import TrackingError
 from ..model_files import load_model_paths
 from .store import MODEL_DIR, client_for
 
+# MLflow's error codes for "no such registered model" and "no such alias": what absent means
+ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
 REGISTERED_MODEL_DIR = "registered_model"
 PYFUNC_CODE = Path(__file__).resolve().with_name("pyfunc_model.py")  # logged as code, not pickled
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # latentsweep/, shipped with the pyfunc
@@ -91,9 +94,14 @@ def registered_version(uri: str | None, name: str, alias: str) -> RegisteredVers
 
     A store that cannot be opened still raises TrackingError: only the look-up itself means "absent".
     """
-    client, _ = client_for(uri)
+    from mlflow.exceptions import MlflowException
+
+    client, where = client_for(uri)
     try:
         version = client.get_model_version_by_alias(name, alias)
-    except Exception:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ABSENT:
+            return None
+        raise TrackingError(f"cannot look up {name}@{alias} in {where}: {str(exc).splitlines()[0]} "
+                            "— check tracking.uri") from exc
     return RegisteredVersion(str(version.version), version.run_id, version.creation_timestamp)

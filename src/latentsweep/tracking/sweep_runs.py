@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from .store import client_for, flatten, get_or_create_experiment
+
+log = logging.getLogger("latentsweep.tracking")
 
 SWEEP_STUDY_TAG = "optuna_study"
 SWEEP_PARENT_TAG = "sweep_parent"
@@ -21,9 +24,12 @@ def sweep_parent_run(uri: str | None, experiment: str, study_name: str, storage_
     exp_id = get_or_create_experiment(client, experiment, uri)
     run_id = None
     if known_run_id:
+        from mlflow.exceptions import MlflowException
+
         try:
             run_id = client.get_run(known_run_id).info.run_id
-        except Exception:
+        except MlflowException as exc:  # gone from this store: found again by its tags, or made anew
+            log.info("the study's parent run %s is not in %s (%s)", known_run_id, uri, str(exc).splitlines()[0])
             run_id = None
     if run_id is None:
         found = client.search_runs([exp_id], filter_string=f"tags.{SWEEP_PARENT_TAG} = 'true' and "

@@ -65,9 +65,12 @@ class Tracker:
     def _resumable(self, run_id: str) -> bool:
         """The run is in the store, not deleted, and did not finish: a finished run is never
         re-opened (a resumed run then starts a new one, with its parameters)."""
+        from mlflow.exceptions import MlflowException
+
         try:
             run = self.client.get_run(run_id)
-        except Exception:
+        except MlflowException as exc:  # not in this store (another store, deleted for good)
+            log.info("MLflow run %s cannot be continued (%s): a new run starts", run_id, str(exc).splitlines()[0])
             return False
         return run.info.lifecycle_stage != "deleted" and run.info.status != "FINISHED"
 
