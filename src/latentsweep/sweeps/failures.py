@@ -11,8 +11,10 @@ A failed trial is not always the trial's fault, and not always worth repeating:
   trials. The sweep stops at once with that one line, instead of burning `n_trials`.
 - `error`: anything else; FAIL, and the sweep's `max_failure_rate` decides.
 
-Infeasible samples (`spaces.Infeasible`) are counted by `InfeasibleStreak`: a space in which every
-sample breaks a constraint stops the sweep with the line that names the constraint.
+Infeasible trials (`errors.InfeasibleError`: a constraint refused the sample, or the model refused
+its sizes for this data) are not failures: they are PRUNED as infeasible (`sweeps.outcomes`).
+`InfeasibleStreak` counts them: a space in which every sample is infeasible stops the sweep with
+the line that names the reason.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ A trial whose heartbeat is older than the storage's grace period is stale: the n
 (`optuna.storages.fail_stale_trials`) marks it FAIL, so a killed sweep leaves no trial RUNNING
 forever. Two places beat:
 
-- the sweeper, for every trial of the batch it launched, while the launcher runs (this covers jobs
-  that wait for a worker or are still starting, before they beat themselves);
+- the sweeper, for every trial it holds, from the moment it asks or claims it until it tells it
+  (this covers claimed trials waiting for a worker and jobs still starting, before they beat
+  themselves);
 - the trial process, for its own trial, until the trial leaves RUNNING (`only_running`): worker
   processes are reused across jobs, so the thread must stop by itself once the sweeper told the
   trial's result.

@@ -1,8 +1,9 @@
 """The end of a sweep: the study's summary as YAML, on its MLflow parent run (figures, a family
 leaderboard) and on the console, and the best trial's model registered.
 
-`SweepSummary` is a base of `sweeps.sweeper.LatentSweepImpl`, whose ask/launch/tell loop calls
-`_finish` once, whatever the outcome. It reads the sweeper's settings (`config`, `register_best`,
+`SweepSummary` is a base of `sweeps.impl.LatentSweepImpl`, which calls `_finish` once when its
+loop (`sweeps.loop`) has stopped, whatever the outcome. Infeasible trials are listed with their
+reasons. It reads the sweeper's settings (`config`, `register_best`,
 `family_search`, `n_trials`, `study_name`) and names (`_registry_name`).
 """
 
