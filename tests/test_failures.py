@@ -127,3 +127,19 @@ def test_stale_trials_continue_up_to_max_retries_then_fail(tmp_path):
     assert trials[unknown.number].state == TrialState.FAIL
     # claimed with a fresh heartbeat: another sweeper starting now (within the grace period) leaves it
     assert continuation.take_over_stale(study, max_retries=2) == []
+
+
+def test_a_failing_write_never_leaves_the_trial_running(tmp_path):
+    """`outcomes.tell` tries each write on its own: a reason the store refuses (not JSON) is logged,
+    and the trial still leaves RUNNING (the old `_fail` skipped the tell when the first write failed)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from latentsweep.sweeps import outcomes
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    trial = study.ask()
+    outcomes.tell(study, trial, outcomes.Outcome(TrialState.FAIL, reason="sweep interrupted", cause=object()))
+    (stored,) = study.trials
+    assert stored.state == TrialState.FAIL and stored.user_attrs["fail_reason"] == "sweep interrupted"
+    assert "fail_cause" not in stored.user_attrs  # the refused write, logged

@@ -85,6 +85,10 @@ def test_each_trial_samples_one_family_and_only_its_own_space(family_study):
         assert ("model.cell" in names) == (family == "rnn_ae")  # a conv trial never gets model.cell
         assert ("model.base_channels" in names) == (family == "conv_ae")
         assert ("data.fixed_length_if_variable" in names) == (family == "conv_ae")  # declared in its search file
+    # outputs under the study's own folder, not under the primary config's model (rnn_ae-synthetic)
+    sweeps = family_study["cwd"] / "sweeps"
+    assert (sweeps / STUDY).is_dir() and not (sweeps / "rnn_ae-synthetic").exists()
+    assert list((sweeps / STUDY).glob("runs/*/*/.hydra/config.yaml"))  # the trials' own folders too
     # the study is resumable: the second command kept the first three trials and added two
     assert [(t.number, dict(t.params), t.value) for t in trials[:3]] == family_study["first"]
 
