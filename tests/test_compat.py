@@ -62,27 +62,15 @@ def _impl(params=None, custom_search_space=None):
 
 
 def test_upstream_sweeper_impl_methods_the_loop_calls():
-    """sweeps/sweeper.py calls `_process_searchspace_config`, `_parse_sweeper_params_config`,
-    `_to_grid_sampler_choices` and `_configure_trials`, and reads `custom_search_space_extender`."""
+    """sweeps/impl.py calls `_process_searchspace_config`, `_parse_sweeper_params_config` and
+    `_to_grid_sampler_choices`. (Upstream's
+    `_configure_trials` is not used: `spaces.TrialSpace.sample` samples every sweep's trials.)"""
     impl = _impl(params=None)
     impl._process_searchspace_config()
     assert OmegaConf.is_config(impl.params) and impl._parse_sweeper_params_config() == []
     impl.params = OmegaConf.create({"model.a": "choice(1,2)"})
     assert impl._parse_sweeper_params_config() == ["model.a=choice(1,2)"]
     assert list(impl._to_grid_sampler_choices(CategoricalDistribution([1, 2]))) == [1, 2]
-    assert impl.job_idx == 0 and impl.custom_search_space_extender is None
-
-    impl = _impl(custom_search_space="tests.test_compat.extend")
-    study = optuna.create_study()
-    trial = study.ask()
-    (line,) = impl._configure_trials([trial], {"model.a": CategoricalDistribution([1, 2])}, {"model.c": 3}, ["~d"])
-    assert line == (f"model.a={trial.params['model.a']}", f"model.e={trial.params['model.e']}", "model.c=3", "~d")
-    assert trial.user_attrs == {"model.c": 3}
-
-
-def extend(cfg, trial):
-    """A custom_search_space hook for the test above."""
-    trial.suggest_int("model.e", 1, 4)
 
 
 def test_optuna_trial_internals_the_sweeper_uses():
