@@ -2,7 +2,7 @@
 
 For the UCR sets bundled with aeon (fetched by `make ucr-data` into data/ucr/): the recipe's sweep
 (`python train.py -m hydra/sweeper=optuna experiment=latent data=ucr ...`), then `analyze.py` on the
-study's best model: RBF-SVM accuracy (C cross-validated on TRAIN only) and spectral-clustering NMI
+study's best model: RBF-SVM accuracy (TS2Vec's rules, C from TRAIN only) and spectral-clustering NMI
 on the official TEST split, latents vs the raw z-normalised series, all measured in this run.
 `make bench` runs the recipe's own budget; `make bench-quick` a reduced one (it says which).
 """
