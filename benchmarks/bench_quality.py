@@ -89,8 +89,10 @@ def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[
           "scores on the official TEST split\n")
     print(table(["data set", "SVM acc latent", "SVM acc raw", "spectral NMI latent", "spectral NMI raw",
                  "probe acc latent", "probe acc raw", "sweep s"], rows))
+    from latentsweep.analysis.svm import RULES
+
     save_results(result_name, {"recipe": RECIPE, "overrides": variant, "budget": budget, "seed": seed,
-                               "data_sets": results})
+                               "svm_rules": RULES, "data_sets": results})
     return results
 
 

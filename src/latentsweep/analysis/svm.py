@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import DataError
 
+RULES = "TS2Vec fit_svm"  # written beside every benchmark figure, so figures from other rules are told apart
 SVM_CS = (*(float(c) for c in 10.0 ** np.arange(-4, 5)), float("inf"))  # TS2Vec's grid
 FOLDS = 5
 TINY_PER_CLASS = 5  # fewer TRAIN series per class than this (on average): C=inf, no search
