@@ -2,7 +2,7 @@
 
 For the UCR sets bundled with aeon (fetched by `make ucr-data` into data/ucr/): the recipe's sweep
 (`python train.py -m hydra/sweeper=optuna experiment=latent data=ucr ...`), then `analyze.py` on the
-study's best model: RBF-SVM accuracy (C cross-validated on TRAIN only) and spectral-clustering NMI
+study's best model: RBF-SVM accuracy (TS2Vec's rules, C from TRAIN only) and spectral-clustering NMI
 on the official TEST split, latents vs the raw z-normalised series, all measured in this run.
 `make bench` runs the recipe's own budget; `make bench-quick` a reduced one (it says which).
 """
@@ -89,8 +89,10 @@ def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[
           "scores on the official TEST split\n")
     print(table(["data set", "SVM acc latent", "SVM acc raw", "spectral NMI latent", "spectral NMI raw",
                  "probe acc latent", "probe acc raw", "sweep s"], rows))
+    from latentsweep.analysis.svm import RULES
+
     save_results(result_name, {"recipe": RECIPE, "overrides": variant, "budget": budget, "seed": seed,
-                               "data_sets": results})
+                               "svm_rules": RULES, "data_sets": results})
     return results
 
 

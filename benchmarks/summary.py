@@ -136,27 +136,33 @@ def latent_rows(folder: Path) -> list[list[str]]:
     return sorted(rows, key=lambda r: (r[0], int(r[1])))
 
 
-VARIANT_HEADERS = ["variant (overrides on the recipe of its commit)", "data set", "seeds",
+VARIANT_HEADERS = ["SVM rules", "variant (overrides on the recipe of its commit)", "data set", "seeds",
                    "RBF-SVM accuracy, latent / raw (mean)", "spectral NMI, latent / raw (mean)",
                    "runs where both beat raw", "commits"]
 
 
+# The SVM yardstick before issue 30: C from 1e-4..1e4 by seeded, shuffled CV, no C=inf nor tiny-TRAIN rule.
+PREVIOUS_SVM_RULES = "previous (C 1e-4..1e4, shuffled CV)"
+
+
 def variant_rows(folder: Path) -> list[list[str]]:
-    """The `bench_quality --override ...` runs in `folder`, one row per variant and data set:
-    means over seeds, and in how many runs the latents beat the raw series on both yardsticks."""
-    groups: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
+    """The `bench_quality --override ...` runs in `folder`, one row per SVM rules, variant and data set:
+    means over seeds, and in how many runs the latents beat the raw series on both yardsticks. Runs
+    scored by different SVM rules are never averaged together (files without `svm_rules` predate them)."""
+    groups: dict[tuple[str, str, str], list[tuple[dict, dict]]] = {}
     for path in sorted(folder.glob("*.json")):
         body = json.loads(path.read_text())
         variant = " ".join(body.get("overrides") or []) or "none"
         for name, result in body.get("data_sets", {}).items():
-            groups.setdefault((variant, name), []).append((body, result["metrics"]))
+            key = (body.get("svm_rules", PREVIOUS_SVM_RULES), variant, name)
+            groups.setdefault(key, []).append((body, result["metrics"]))
     def mean(runs: list[tuple[dict, dict]], key: str) -> float:
         return sum(m[key] for _, m in runs) / len(runs)
 
     rows = []
-    for (variant, name), runs in sorted(groups.items()):
+    for (rules, variant, name), runs in sorted(groups.items()):
         wins = sum(_latents_win(m) for _, m in runs)
-        rows.append([variant, name, ", ".join(str(b["seed"]) for b, _ in runs),
+        rows.append([rules, variant, name, ", ".join(str(b["seed"]) for b, _ in runs),
                      f"{mean(runs, 'latent.svm_accuracy'):.3f} / {mean(runs, 'raw.svm_accuracy'):.3f}",
                      f"{mean(runs, 'latent.spectral.nmi'):.3f} / {mean(runs, 'raw.spectral.nmi'):.3f}",
                      f"{wins} of {len(runs)}",

@@ -258,9 +258,9 @@ def test_a_collapsed_latent_is_reported_as_such_by_the_analysis():
 
 def test_svm_cv_objective_is_the_yardstick_on_train_latents(make_cfg, mlflow_uri):
     """objective=svm_cv_accuracy: the RBF-SVM's cross-validated accuracy on the train + validation
-    latents, C chosen as analyze.py chooses it; the test rows are never encoded."""
+    latents, C chosen by analyze.py's rules; the test rows are never encoded."""
     from latentsweep.analysis.latents import encode_series
-    from latentsweep.analysis.svm import choose_svm_c
+    from latentsweep.analysis.svm import svm_cv_score
     from latentsweep.pipeline import load_data
     from latentsweep.tracking import load_model
 
@@ -274,7 +274,7 @@ def test_svm_cv_objective_is_the_yardstick_on_train_latents(make_cfg, mlflow_uri
     data = load_data(cfg.data, cfg.seed)
     latents = np.concatenate([encode_series(model, s, with_errors=False).latents for s in (data.train, data.val)])
     labels = np.concatenate([data.train.labels.numpy(), data.val.labels.numpy()])
-    assert value == pytest.approx(choose_svm_c(latents, labels, seed=0)[1], abs=1e-9)
+    assert value == pytest.approx(svm_cv_score(latents, labels), abs=1e-9)
 
 
 def test_svm_cv_objective_scores_collapsed_latents_worst():
@@ -290,3 +290,28 @@ def test_svm_cv_objective_scores_collapsed_latents_worst():
     spread = np.vstack([np.eye(4)[i % 2] * 5 + np.random.default_rng(i).normal(size=4) for i in range(16)])
     cache = {"train": spread, "val": spread[:4]}
     assert objectives.OBJECTIVES["svm_cv_accuracy"].compute(data=data, _cache=cache) > 0.8
+
+
+def test_raw_baseline_ignores_the_models_preprocessing(make_cfg):
+    """The raw baseline is the series as the source gave them, resampled to the median TRAIN length
+    and z-normalised per channel, whatever resampling and normalisation the model trained with."""
+    from latentsweep.analysis.run import raw_baseline
+    from latentsweep.pipeline import load_data
+
+    def baseline(*overrides):
+        cfg = make_cfg(["data.n_series=60", "data.test_fraction=0.2", *overrides])
+        config = {"data": OmegaConf.to_container(cfg.data, resolve=True), "seed": cfg.seed}
+        return raw_baseline(load_data(cfg.data, cfg.seed), config)
+
+    plain, plain_length = baseline("data.normalize=none")
+    resampled, length = baseline("data.normalize=minmax", "data.fixed_length=20")
+    scaled, _ = baseline("data.normalize=global", "data.fixed_length_if_variable=30")
+    np.testing.assert_allclose(resampled, plain, atol=1e-4)
+    np.testing.assert_allclose(scaled, plain, atol=1e-4)
+    # the median of the TRAIN series' own lengths (train + validation rows), TEST not counted
+    data = load_data(make_cfg(["data.n_series=60", "data.test_fraction=0.2", "data.normalize=none"]).data, 0)
+    assert length == plain_length == int(torch.cat([data.train.lengths, data.val.lengths]).float().median())
+    assert plain.shape == (60, plain_length * data.spec.n_channels)
+    rows = plain.reshape(60, plain_length, data.spec.n_channels)
+    np.testing.assert_allclose(rows.mean(1), 0, atol=1e-5)
+    np.testing.assert_allclose(rows.std(1), 1, atol=1e-3)

@@ -248,3 +248,16 @@ def test_latent_rows_say_no_where_the_raw_series_win(tmp_path):
     rows = summary.latent_rows(tmp_path)
     assert [r[5] for r in rows] == ["yes", "NO", "NO"]
     assert rows[0][2] == "0.850 / 0.800" and rows[1][3] == "0.250 / 0.300" and rows[0][7] == "abcdef0"
+
+
+def test_variant_rows_never_average_runs_scored_by_different_svm_rules(tmp_path):
+    """Files written before issue 30 carry no `svm_rules`: they get their own row, labelled as such."""
+    from benchmarks import summary
+
+    metrics = {"latent.svm_accuracy": 0.9, "raw.svm_accuracy": 0.8, "latent.spectral.nmi": 0.4, "raw.spectral.nmi": 0.3}
+    for seed, rules in enumerate([None, "TS2Vec fit_svm", "TS2Vec fit_svm"]):
+        body = {"seed": seed, "overrides": ["trainer.max_epochs=5"], "machine": {"git_commit": "abcdef0123"},
+                "data_sets": {"ArrowHead": {"metrics": metrics}}, **({"svm_rules": rules} if rules else {})}
+        (tmp_path / f"q-s{seed}.json").write_text(json.dumps(body))
+    rows = summary.variant_rows(tmp_path)
+    assert [(r[0], r[3]) for r in rows] == [("TS2Vec fit_svm", "1, 2"), (summary.PREVIOUS_SVM_RULES, "0")]

@@ -74,22 +74,21 @@ def _probe_accuracy(**context: Any) -> float:
 
 
 def _svm_cv_accuracy(**context: Any) -> float:
-    """Cross-validated RBF-SVM accuracy on the TRAIN latents (train + validation rows, both carved
-    from TRAIN): the yardstick of `analyze.py`, with TEST never read. Its C is chosen on the same
-    folds, as `analyze.py` chooses it, so the value is what `latent.svm_cv_accuracy` reports there
-    (up to SVM_OBJECTIVE_ROWS training series; beyond, a stratified subsample keeps each trial's
-    evaluation to seconds)."""
+    """The yardstick of `analyze.py` (TS2Vec's SVM rules, `analysis.svm`) on the TRAIN latents alone
+    (train + validation rows, both carved from TRAIN; TEST is never read): the cross-validated
+    accuracy of the C those rules choose, C=inf on a tiny TRAIN. Up to SVM_OBJECTIVE_ROWS series;
+    beyond, a stratified subsample keeps each trial's evaluation to seconds."""
     import numpy as np
 
     from .analysis.metrics import is_collapsed
-    from .analysis.svm import choose_svm_c
+    from .analysis.svm import svm_cv_score
 
     data = context["data"]
     latents = np.concatenate([_latents(context, "train"), _latents(context, "val")])
     labels = np.concatenate([data.train.labels.cpu().numpy(), data.val.labels.cpu().numpy()])
     if not np.isfinite(latents).all() or is_collapsed(latents):
         return 0.0  # diverged, or every series at one point up to float noise (the silhouette's rule): the worst
-    _, cv_accuracy = choose_svm_c(latents, labels, seed=0, max_samples=SVM_OBJECTIVE_ROWS)
+    cv_accuracy = svm_cv_score(latents, labels, max_samples=SVM_OBJECTIVE_ROWS)
     if cv_accuracy is None:
         raise ConfigError("objective=svm_cv_accuracy needs at least 2 training series of each class "
                           "— use objective=probe_accuracy or val_loss")

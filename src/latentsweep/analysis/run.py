@@ -26,7 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .. import figures, tracking
-from ..data import PreparedData
+from ..data import PreparedData, SeriesSet
 from ..errors import ConfigError, DataError, TrackingError
 from ..loading import load_data
 from ..training import resolve_device
@@ -167,6 +167,40 @@ def rebuild_data(config: dict) -> PreparedData:
     return data
 
 
+AFFINE_NORMALISATIONS = ("none", "zscore", "global")  # undone exactly by the raw baseline's z-normalisation
+
+
+def native_series(data: PreparedData, config: dict) -> list[tuple[str, SeriesSet]]:
+    """The splits of `data` as the source gave them, in frame order.
+
+    zscore and global normalisation are affine per channel, which the raw baseline's own
+    z-normalisation undoes exactly, so those splits serve as they are. The model's resampling
+    (`data.fixed_length`) and minmax's clamp are not undone: the series are then loaded again,
+    unresampled and unnormalised, with the same seed, hence the same split."""
+    splits = splits_of(data)
+    preprocess = data.report.get("preprocess", {})
+    if preprocess.get("fixed_length") is None and preprocess.get("normalize") in AFFINE_NORMALISATIONS:
+        return splits
+    source = {**config["data"], "normalize": "none", "fixed_length": None, "fixed_length_if_variable": None}
+    native = splits_of(load_data(OmegaConf.create(source), int(config.get("seed", 0))))
+    if [s.ids for _, s in native] != [s.ids for _, s in splits]:
+        raise DataError("the series loaded without resampling split differently from the model's — "
+                        "the source data changed; restore it or retrain")
+    return native
+
+
+def raw_baseline(data: PreparedData, config: dict, raw_length: int | None = None) -> tuple[np.ndarray, int]:
+    """The usual raw-series baseline, whatever preprocessing the model was trained with: each series
+    as the source gave it, resampled to the median TRAIN length (at most MAX_DEFAULT_RAW_LENGTH,
+    or `raw_length`) and z-normalised per channel (`metrics.raw_features`); rows in frame order."""
+    splits = native_series(data, config)
+    if raw_length is None:
+        train_lengths = torch.cat([s.lengths for name, s in splits if name != "test"]).float()
+        raw_length = min(int(train_lengths.median()), MAX_DEFAULT_RAW_LENGTH)
+    raw_length = int(raw_length)
+    return np.vstack([raw_features(subset, raw_length) for _, subset in splits]), raw_length
+
+
 def _check(cfg: DictConfig) -> None:
     if cfg.k is not None and int(cfg.k) < 2:
         raise ConfigError(f"k={cfg.k}: need at least 2 clusters — set k>=2 or k=null")
@@ -212,11 +246,8 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
     frame = latents_frame(data, encoded)
     lap("encode")
 
-    z = frame[latent_columns(frame)].to_numpy(dtype=np.float64)
-    lengths = torch.cat([subset.lengths for _, subset in splits])
-    raw_length = int(cfg.raw_length or data.spec.fixed_length
-                     or min(int(lengths.float().median()), MAX_DEFAULT_RAW_LENGTH))
-    raw = np.vstack([raw_features(subset, raw_length) for _, subset in splits])
+    z = frame[latent_columns(frame)].to_numpy(dtype=np.float64)  # the latent columns only, never recon_error
+    raw, raw_length = raw_baseline(data, source.config, cfg.raw_length)
     has_labels = "label_index" in frame
     y = frame["label_index"].to_numpy() if has_labels else None
     split = frame["split"].to_numpy()
@@ -245,7 +276,7 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
         probes = {name: probe(x[fitted_on], y[fitted_on], x[scored], y[scored],
                               n_classes=data.spec.n_classes, seed=seed) for name, x in features.items()}
         lap("probe")
-        svms = {name: svm_accuracy(x[fitted_on], y[fitted_on], x[scored], y[scored], seed=seed)
+        svms = {name: svm_accuracy(x[fitted_on], y[fitted_on], x[scored], y[scored])
                 for name, x in features.items()}
         lap("svm")
 

@@ -1,81 +1,116 @@
-"""The usual yardstick of unsupervised series representations: an RBF-SVM, C chosen on TRAIN only.
+"""The yardstick of unsupervised series representations: TS2Vec's `fit_svm`, rule for rule.
 
-Protocol of TS2Vec and its successors: fit `SVC(kernel="rbf", gamma="scale")` on the TRAIN
-series' representations with `C` picked by stratified cross-validation on TRAIN from
-10^-4..10^4, then report accuracy on the official TEST split. The same SVM on the raw
-z-normalised series is the baseline, so "the latents beat the raw data" means what it means in
-the papers.
+TS2Vec and its successors score a representation with an RBF-SVM fitted on TRAIN and report its
+accuracy on the official TEST split. Their rules, followed exactly here so our figures sit beside
+theirs:
 
-`choose_svm_c` only ever receives the TRAIN rows: nothing of TEST can influence C.
+- the features as they are (no scaling), `SVC(kernel="rbf", gamma="scale")`;
+- C from {1e-4, ..., 1e4, inf} by 5-fold cross-validation on TRAIN (scikit-learn's `cv=5`: stratified,
+  unshuffled folds; ties go to the smaller C);
+- no search on a tiny TRAIN (fewer than 5 series per class, or fewer than 50 series): C=inf;
+- above 10,000 TRAIN series, C is searched on a stratified subsample of 10,000, and the SVM is the
+  one refitted on that subsample.
+
+`fit_svm` and `svm_cv_score` only ever receive TRAIN rows: nothing of TEST can influence C.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import DataError
 
-log = logging.getLogger("latentsweep")
-
-SVM_CS = tuple(float(c) for c in 10.0 ** np.arange(-4, 5))  # 1e-4 ... 1e4, TS2Vec's grid (less C=inf)
-FALLBACK_C = 1.0  # scikit-learn's default, when a class has a single TRAIN example (no stratified folds)
-MAX_FOLDS = 5
-MAX_CV_SAMPLES = 10_000  # cross-validate C on at most this many TRAIN rows (as TS2Vec); the final fit uses all
+RULES = "TS2Vec fit_svm"  # written beside every benchmark figure, so figures from other rules are told apart
+SVM_CS = (*(float(c) for c in 10.0 ** np.arange(-4, 5)), float("inf"))  # TS2Vec's grid
+FOLDS = 5
+TINY_PER_CLASS = 5  # fewer TRAIN series per class than this (on average): C=inf, no search
+TINY_ROWS = 50  # ... or fewer TRAIN series than this
+MAX_CV_SAMPLES = 10_000  # C is searched on at most this many TRAIN rows (a stratified subsample)
 
 
 @dataclass
 class SVMResult:
-    """An RBF-SVM fitted on TRAIN with C from TRAIN-only cross-validation, scored on TEST."""
+    """An RBF-SVM fitted on TRAIN by TS2Vec's rules, scored on TEST."""
 
     accuracy: float  # on the TEST rows
     C: float
-    cv_accuracy: float | None  # mean cross-validated TRAIN accuracy of the chosen C; None: no CV possible
+    cv_accuracy: float | None  # mean CV accuracy of the chosen C on TRAIN; None: a tiny TRAIN, no search
     predictions: np.ndarray
 
 
 def _svc(C: float):
     from sklearn.svm import SVC
 
-    return SVC(C=C, kernel="rbf", gamma="scale")
+    return SVC(C=C, kernel="rbf", gamma="scale", max_iter=10_000_000)  # TS2Vec's max_iter
 
 
-def choose_svm_c(x_train: np.ndarray, y_train: np.ndarray, seed: int = 0,
-                 max_samples: int = MAX_CV_SAMPLES) -> tuple[float, float | None]:
-    """(C, its mean CV accuracy) by stratified k-fold on TRAIN (k = min(5, smallest class)), on at
-    most `max_samples` rows (a stratified subsample: an RBF-SVM's cost grows with the square of the rows).
+def _as_arrays(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(x, dtype=np.float64), np.asarray(y)
 
-    Ties go to the smaller C (GridSearchCV's rule): the smoother boundary. With a class of a
-    single example no stratified split exists, so C falls back to scikit-learn's default.
-    """
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
 
-    x_train, y_train = np.asarray(x_train, dtype=np.float64), np.asarray(y_train)
-    _, counts = np.unique(y_train, return_counts=True)
-    folds = int(min(MAX_FOLDS, counts.min()))
+def is_tiny(y_train: np.ndarray) -> bool:
+    """TS2Vec's rule for a TRAIN too small to cross-validate C on: `n // n_classes < 5 or n < 50`."""
+    n, n_classes = len(y_train), len(np.unique(y_train))
+    return n // max(n_classes, 1) < TINY_PER_CLASS or n < TINY_ROWS
+
+
+def _cv_rows(x: np.ndarray, y: np.ndarray, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """All rows, or a stratified subsample of `max_samples` (TS2Vec's, with its random_state=0)."""
+    if len(y) <= max_samples:
+        return x, y
+    from sklearn.model_selection import train_test_split
+
+    x, _, y, _ = train_test_split(x, y, train_size=max_samples, random_state=0, stratify=y)
+    return x, y
+
+
+def _grid_search(x: np.ndarray, y: np.ndarray):
+    """GridSearchCV over SVM_CS with `cv=5` (stratified, unshuffled), refitted on the best C."""
+    import warnings
+
+    from sklearn.model_selection import GridSearchCV
+
+    with warnings.catch_warnings():  # a class with fewer than 5 series: scikit-learn warns, and copes
+        warnings.filterwarnings("ignore", message="The least populated class", category=UserWarning)
+        return GridSearchCV(_svc(1.0), {"C": list(SVM_CS)}, cv=FOLDS).fit(x, y)
+
+
+def fit_svm(x_train: np.ndarray, y_train: np.ndarray, max_samples: int = MAX_CV_SAMPLES):
+    """TS2Vec's `fit_svm`: (the fitted SVC, its C, the mean CV accuracy of that C on TRAIN or None
+    for a tiny TRAIN, where C=inf is fitted on every row without a search)."""
+    x_train, y_train = _as_arrays(x_train, y_train)
+    if is_tiny(y_train):
+        return _svc(float("inf")).fit(x_train, y_train), float("inf"), None
+    search = _grid_search(*_cv_rows(x_train, y_train, max_samples))
+    return search.best_estimator_, float(search.best_params_["C"]), float(search.best_score_)
+
+
+def svm_cv_score(x_train: np.ndarray, y_train: np.ndarray, max_samples: int = MAX_CV_SAMPLES) -> float | None:
+    """The yardstick on TRAIN alone (what a sweep may select on): the cross-validated accuracy of the
+    C the rules choose. For a tiny TRAIN that C is inf, scored on stratified folds (5, or as many as
+    the smallest class allows); None when a class has a single series, so no fold can hold it out."""
+    x_train, y_train = _as_arrays(x_train, y_train)
+    if not is_tiny(y_train):
+        return float(_grid_search(*_cv_rows(x_train, y_train, max_samples)).best_score_)
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    folds = int(min(FOLDS, np.unique(y_train, return_counts=True)[1].min()))
     if folds < 2:
-        log.info("RBF-SVM: a class has a single training series, so C is not cross-validated (C=%g)", FALLBACK_C)
-        return FALLBACK_C, None
-    if len(y_train) > max_samples:
-        x_train, _, y_train, _ = train_test_split(x_train, y_train, train_size=max_samples,
-                                                  random_state=seed, stratify=y_train)
-    search = GridSearchCV(_svc(1.0), {"C": list(SVM_CS)},
-                          cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
-    search.fit(x_train, y_train)
-    return float(search.best_params_["C"]), float(search.best_score_)
+        return None
+    return float(cross_val_score(_svc(float("inf")), x_train, y_train, cv=StratifiedKFold(folds)).mean())
 
 
 def svm_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
-                 seed: int = 0) -> SVMResult:
-    """RBF-SVM fitted on TRAIN (C cross-validated on TRAIN only), accuracy on TEST."""
-    x_train, y_train = np.asarray(x_train, dtype=np.float64), np.asarray(y_train)
-    x_test, y_test = np.asarray(x_test, dtype=np.float64), np.asarray(y_test)
+                 max_samples: int = MAX_CV_SAMPLES) -> SVMResult:
+    """TS2Vec's `fit_svm` on TRAIN, then its accuracy on TEST."""
+    x_train, y_train = _as_arrays(x_train, y_train)
+    x_test, y_test = _as_arrays(x_test, y_test)
     if len(np.unique(y_train)) < 2:
         raise DataError(f"the training rows hold {len(np.unique(y_train))} class — an SVM needs at least 2")
     if len(y_test) == 0:
         raise DataError("no test rows to score the SVM on — the data needs a test (or validation) split")
-    C, cv_accuracy = choose_svm_c(x_train, y_train, seed)
-    predictions = _svc(C).fit(x_train, y_train).predict(x_test)
+    svm, C, cv_accuracy = fit_svm(x_train, y_train, max_samples)
+    predictions = svm.predict(x_test)
     return SVMResult(float((predictions == y_test).mean()), C, cv_accuracy, predictions)
