@@ -39,13 +39,20 @@ from .latents import (
     splits_of,
     write_latents,
 )
-from .metrics import choose_k, clustering_scores, limited_threads, probe, raw_features, subsample
+from .metrics import (
+    MAX_DEFAULT_RAW_LENGTH,
+    choose_k,
+    clustering_scores,
+    limited_threads,
+    probe,
+    raw_features,
+    subsample,
+)
 from .svm import svm_accuracy
 
 log = logging.getLogger("latentsweep")
 
 REGISTRY_PREFIX = "latentsweep-"
-MAX_DEFAULT_RAW_LENGTH = 512  # the raw baseline's default resampling length is capped here
 ANALYSIS_TAG = "latentsweep.analysis"  # on analysis runs, so searches for training runs skip them
 
 
