@@ -124,6 +124,11 @@ def test_unlabelled_data_skips_label_metrics_and_default_pick(make_cfg, mlflow_u
     assert not result["has_labels"] and 2 <= result["k"] <= 10
     assert not any(k.endswith((".nmi", ".ari", "probe_accuracy")) for k in result["metrics"])
     assert "latent.kmeans.silhouette" in result["metrics"] and "NMI" not in result["table"]
+    # k chosen from the data, the label-free scores of latent vs raw side by side, what it cannot tell
+    assert f"k={result['k']} (chosen from the data" in result["summary"] and "cannot tell" in result["summary"]
+    assert "| trustworthiness (label-free, train) |" in result["table"]
+    assert all(f"{name}.label_free.{score}" in result["metrics"]
+               for name in ("latent", "raw") for score in ("rankme", "trustworthiness", "stability", "silhouette"))
     client, _ = client_for(mlflow_uri)
     figures = {a.path for a in client.list_artifacts(result["analysis_run_id"], "figures")}
     assert "figures/latent_map.png" in figures and "figures/probe_confusion.png" not in figures

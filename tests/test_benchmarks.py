@@ -261,3 +261,30 @@ def test_variant_rows_never_average_runs_scored_by_different_svm_rules(tmp_path)
         (tmp_path / f"q-s{seed}.json").write_text(json.dumps(body))
     rows = summary.variant_rows(tmp_path)
     assert [(r[0], r[3]) for r in rows] == [("TS2Vec fit_svm", "1, 2"), (summary.PREVIOUS_SVM_RULES, "0")]
+
+
+def test_the_readme_selection_tables_are_the_ones_the_committed_tables_give(tmp_path):
+    """README's "Selecting latents without labels" tables are `bench_selection --summarise` over the
+    committed per-trial tables of benchmarks/results/latent-selection/."""
+    from benchmarks import bench_selection
+
+    folder = _committed_results(tmp_path / "results") / "latent-selection"
+    summary = bench_selection.summarise(folder)
+    readme = (ROOT / "README.md").read_text()
+    assert summary["n_studies"] >= 1
+    assert bench_selection.render(summary) in readme and bench_selection.per_study_table(summary) in readme, (
+        "README lacks the tables of benchmarks/results/latent-selection/: paste "
+        "`python -m benchmarks.bench_selection --summarise --run-name latent-selection`")
+
+
+def test_selection_summary_picks_each_criterions_best_trial_and_orients_val_loss():
+    import pandas as pd
+
+    from benchmarks.bench_selection import study_summary
+
+    trials = pd.DataFrame({"trial": [0, 1, 2], "val_loss": [0.3, 0.1, 0.2], "trustworthiness": [0.9, 0.8, 0.7],
+                           "test_svm_accuracy": [0.5, 0.9, 0.7], "test_spectral_nmi": [0.1, 0.3, 0.2]})
+    out = study_summary(trials, {"test_svm_accuracy": 0.6, "test_spectral_nmi": 0.2})["criteria"]
+    assert out["val_loss"]["chosen_trial"] == 1 and out["val_loss"]["rho_test_svm_accuracy"] == pytest.approx(1.0)
+    assert out["trustworthiness"]["chosen_trial"] == 0 and out["trustworthiness"]["chosen_test_svm_accuracy"] == 0.5
+    assert out["trustworthiness"]["rho_test_spectral_nmi"] == pytest.approx(-0.5)

@@ -8,8 +8,8 @@ import pytest
 from conftest import compose_config
 from hydra.core.hydra_config import HydraConfig
 
-from latentsweep.errors import ConfigError
 from latentsweep.pipeline import train
+from latentsweep.tracking import client_for
 
 
 def _recipe(*overrides: str, hydra: bool = False):
@@ -21,7 +21,7 @@ def _recipe(*overrides: str, hydra: bool = False):
 
 def test_recipe_sets_model_data_training_and_search_space():
     cfg = _recipe("data=ucr", "data.name=ArrowHead", hydra=True)
-    assert cfg.model._target_.endswith("ConvAutoencoder") and cfg.objective == "svm_cv_accuracy"
+    assert cfg.model._target_.endswith("ConvAutoencoder") and cfg.objective == "svm_cv_accuracy|label_free"
     assert cfg.data.normalize == "zscore" and cfg.data.fixed_length is None and cfg.model.length == 128
     sweeper = cfg.hydra.sweeper
     assert sweeper.study_name == "latent-ucr-ArrowHead"  # one study per data set
@@ -55,8 +55,16 @@ def test_recipe_trains_on_variable_length_multichannel_series(tmp_path, mlflow_u
                  ["data.n_series=60", "data.shortest=12", "data.longest=40"]):  # synthetic: 3 channels
         accuracy = train(_recipe(*data, *budget))  # the recipe's objective: svm_cv_accuracy
         assert 0.0 <= accuracy <= 1.0
-    # the user's own unlabelled series: one line that names the fix, then the fix works
+    # the user's own unlabelled series: the recipe selects without labels (objective svm_cv_accuracy|label_free)
     unlabelled = ["data=parquet", f"data.path={tmp_path / 's.parquet'}", "data.value_columns=[x,y]"]
-    with pytest.raises(ConfigError, match="needs labelled series.*objective=val_loss"):
-        train(_recipe(*unlabelled, *budget))
-    assert np.isfinite(train(_recipe(*unlabelled, *budget, "objective=val_loss")))
+    trustworthiness = train(_recipe(*unlabelled, *budget))
+    assert 0.0 <= trustworthiness <= 1.0
+    client, _ = client_for(mlflow_uri)
+    last = client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id],
+                              order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert last.data.params["objective_used"] == "label_free"
+    assert last.data.metrics["objective.label_free"] == pytest.approx(trustworthiness)
+    # a labelled set seen as unlabelled (data.hide_labels) selects the same way
+    hidden = train(_recipe("data=parquet", f"data.path={tmp_path / 's.parquet'}", "data.label_column=label",
+                           "data.value_columns=[x,y]", "data.hide_labels=true", *budget))
+    assert 0.0 <= hidden <= 1.0

@@ -6,6 +6,8 @@ stored config), so neither imports the other.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from omegaconf import DictConfig
 
@@ -27,6 +29,8 @@ def load_data(data_cfg: DictConfig, seed: int) -> PreparedData:
         if isinstance(cause, ValueError):
             raise DataError(str(cause).splitlines()[0]) from exc
         raise
+    if data_cfg.get("hide_labels", False):
+        raw = dataclasses.replace(raw, labels=None, class_names=None)
     return prepare(raw, min_length=data_cfg.min_length, val_fraction=data_cfg.val_fraction, seed=seed,
                    normalize=data_cfg.normalize, fixed_length=data_cfg.fixed_length,
                    drop_nonfinite=data_cfg.drop_nonfinite, test_fraction=data_cfg.get("test_fraction", 0.0),

@@ -9,6 +9,13 @@ direction; sweeps read the direction from here so `objective=...` is the only sw
   sweep selects on, as it means the same for every model family.
 - With `task=classify`: `val_macro_f1`, `val_accuracy` (maximised).
 - `silhouette@<k>`: k-means with k clusters (default k: the number of classes).
+- `label_free` (maximised): a score of the TRAIN latents that never reads a label, for unlabelled
+  series (`analysis.labelfree`; which score was measured against labelled sets: README,
+  "Selecting latents without labels"). Every run also logs each candidate score as
+  `label_free.<name>`, beside the objective.
+- `a|b`: `a` when the data has what `a` needs (labels, or a k), else `b`: the recipe's
+  `svm_cv_accuracy|label_free` selects with labels when there are some and without them otherwise.
+  The alternatives must share a direction; the run logs the one it used (param `objective_used`).
 - Several objectives (a Pareto front): `objective=[val_loss,latent_dim]` (a Hydra list; the
   string `val_loss+latent_dim` means the same). `train()` then returns a list of values, in that
   order, and `directions(objective)` gives their directions.
@@ -95,6 +102,38 @@ def _svm_cv_accuracy(**context: Any) -> float:
     return float(cv_accuracy)
 
 
+def _label_free_scores(context: dict[str, Any]) -> dict[str, float]:
+    """Every label-free candidate on the TRAIN latents (train + validation rows), computed once per
+    run; labels are never read (`analysis.labelfree`)."""
+    cache = context["_cache"]
+    if "label_free" not in cache:
+        import numpy as np
+
+        from .analysis.labelfree import label_free_scores, train_raw_features
+
+        data = context["data"]
+        latents = np.concatenate([_latents(context, "train"), _latents(context, "val")])
+        cache["label_free"] = label_free_scores(latents, train_raw_features([data.train, data.val]))
+    return cache["label_free"]
+
+
+def _label_free(**context: Any) -> float:
+    """The label-free selection score (`LABEL_FREE_SCORE` of `analysis.labelfree`)."""
+    from .analysis.labelfree import LABEL_FREE_SCORE
+
+    return _label_free_scores(context)[LABEL_FREE_SCORE]
+
+
+def label_free_metrics(**context: Any) -> dict[str, float]:
+    """`label_free.<candidate>` for every candidate score and the data-chosen k, to log beside the
+    objective (pass the `_cache` the objective used: the latents are encoded once)."""
+    context.setdefault("_cache", {})
+    from .analysis.metrics import limited_threads
+
+    with limited_threads(1):
+        return {f"label_free.{name}": float(v) for name, v in _label_free_scores(context).items()}
+
+
 def _recon_mse(*, model: Any, data: Any, device: Any = None, **_: Any) -> float:
     """Validation reconstruction MSE at each series' own length: comparable across model families
     (vrae's ELBO and BCE losses, resampled fixed-length inputs all scored the same way)."""
@@ -127,6 +166,7 @@ OBJECTIVES: dict[str, Objective] = {
     "val_loss": Objective("minimize", _best_val_loss),
     "recon_mse": Objective("minimize", _recon_mse),  # the family sweep's default: comparable across models
     "silhouette": Objective("maximize", _silhouette, takes_k=True),
+    "label_free": Objective("maximize", _label_free),  # unlabelled series: never reads a label
     "probe_accuracy": Objective("maximize", _probe_accuracy, needs_labels=True),
     "svm_cv_accuracy": Objective("maximize", _svm_cv_accuracy, needs_labels=True),
     "latent_dim": Objective("minimize", _latent_dim),
@@ -151,6 +191,35 @@ def _parse(name: str) -> tuple[str, int | None]:
     return base, int(arg)
 
 
+def _alternatives(name: str) -> list[str]:
+    """'svm_cv_accuracy|label_free' -> ['svm_cv_accuracy', 'label_free'], each checked; one direction."""
+    options = [part.strip() for part in str(name).split("|")]
+    for option in options:
+        _parse(option)
+    if len({OBJECTIVES[_parse(o)[0]].direction for o in options}) > 1:
+        raise ConfigError(f"objective={name!r}: its alternatives go in different directions — "
+                          "join objectives that are all maximised (or all minimised) with '|'")
+    return options
+
+
+def _usable(name: str, spec: Any) -> bool:
+    """Whether the data (its `DataSpec`) has what objective `name` needs: labels, or a k for silhouette."""
+    base, k = _parse(name)
+    if spec is None or spec.n_classes:
+        return True
+    return not OBJECTIVES[base].needs_labels and not (OBJECTIVES[base].takes_k and k is None)
+
+
+def resolve(objective: str | Sequence[str], spec: Any) -> str | list[str]:
+    """`objective` with each 'a|b' replaced by its first alternative the data supports (else its
+    last, which `check_objective` then rejects with its own message); other names unchanged."""
+    chosen = []
+    for name in objective_names(objective):
+        options = _alternatives(name)
+        chosen.append(next((o for o in options if _usable(o, spec)), options[-1]))
+    return chosen[0] if len(chosen) == 1 else chosen
+
+
 def objective_names(objective: str | Sequence[str]) -> list[str]:
     """The objectives of `objective` in order: a name, 'a+b', or a list (e.g. Hydra's ListConfig)."""
     if isinstance(objective, str):
@@ -163,7 +232,7 @@ def objective_names(objective: str | Sequence[str]) -> list[str]:
     if len(set(names)) != len(names):
         raise ConfigError(f"objective {list(names)} repeats a name — list each objective once")
     for name in names:
-        _parse(name)
+        _alternatives(name)
     return names
 
 
@@ -172,15 +241,14 @@ def is_multi(objective: str | Sequence[str]) -> bool:
 
 
 def check_objective(objective: str | Sequence[str], spec: Any = None) -> None:
-    """Fail before training, not after it: unknown names, and label-based objectives on unlabelled data."""
-    for name in objective_names(objective):
-        base, k = _parse(name)
-        if spec is None or spec.n_classes:
+    """Fail before training, not after it: unknown names, and label-based objectives on unlabelled
+    data (where no alternative of an 'a|b' fits)."""
+    resolved = resolve(objective, spec)
+    for name in objective_names(resolved):
+        if _usable(name, spec):
             continue
-        if OBJECTIVES[base].needs_labels:
-            raise ConfigError(_needs_labels_message(name))
-        if OBJECTIVES[base].takes_k and k is None:
-            raise ConfigError(_needs_k_message(name))
+        base, _ = _parse(name)
+        raise ConfigError(_needs_labels_message(name) if OBJECTIVES[base].needs_labels else _needs_k_message(name))
 
 
 def _needs_k_message(name: str) -> str:
@@ -190,17 +258,20 @@ def _needs_k_message(name: str) -> str:
 
 def _needs_labels_message(name: str) -> str:
     return (f"objective={name} needs labelled series and these have none — set "
-            "data.label_column=<column> or use objective=val_loss or silhouette@<k>")
+            "data.label_column=<column> or use objective=label_free (or val_loss, silhouette@<k>)")
 
 
 def get_objective(name: str) -> Objective:
-    return OBJECTIVES[_parse(name)[0]]
+    """The objective `name` (for 'a|b': `a`'s; the alternatives share a direction)."""
+    return OBJECTIVES[_parse(_alternatives(name)[0])[0]]
 
 
 def objective_value(objective: str | Sequence[str], **context: Any) -> float | list[float]:
     """The value(s) to report: a float for one objective, a list (same order) for several."""
     context.setdefault("_cache", {})  # latents shared by the objectives of one call
-    values = [_value(name, context) for name in objective_names(objective)]
+    data = context.get("data")
+    resolved = resolve(objective, data.spec if data is not None else None)
+    values = [_value(name, context) for name in objective_names(resolved)]
     return values if len(values) > 1 else values[0]
 
 

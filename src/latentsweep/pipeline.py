@@ -20,7 +20,14 @@ from .config import validate
 from .data import PreparedData, collate
 from .errors import CheckpointError, DataError, ResourceError
 from .loading import load_data, make_loaders
-from .objectives import check_objective, objective_metrics, objective_names, objective_value
+from .objectives import (
+    check_objective,
+    label_free_metrics,
+    objective_metrics,
+    objective_names,
+    objective_value,
+    resolve,
+)
 from .tasks.setup import log_task_results, setup_task
 from .threads import RunLease, ThreadPolicy
 from .tracking.tracker import Tracker
@@ -108,6 +115,18 @@ def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictC
     log_task_results(tracker, model, data, result, device)  # e.g. a classifier's confusion matrix
     if cfg.tracking.log_model:
         tracker.log_model(model.state_dict(), _save_config(cfg, data))
+
+
+def _log_label_free(tracker: Tracker, cfg: DictConfig, **context: Any) -> None:
+    """Each label-free candidate score (`label_free.<name>`) beside the objective, for autoencoders:
+    what a user compares in MLflow to see how the sweep would choose without labels."""
+    task = cfg.get("task")
+    if not tracker.enabled or (task is not None and task.get("name", "reconstruct") != "reconstruct"):
+        return
+    try:
+        tracker.log_metrics(label_free_metrics(**context))
+    except DataError as exc:  # e.g. too few series to cluster: the run itself is fine
+        log.warning("label-free scores skipped: %s", exc)
 
 
 def _log_missing_epochs(tracker: Tracker, history: Sequence[dict]) -> None:
@@ -203,7 +222,8 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
     precision = str(cfg.trainer.precision)
 
     data = load_data(cfg.data, cfg.seed)
-    check_objective(cfg.objective, data.spec)  # e.g. probe_accuracy without labels
+    objective = resolve(cfg.objective, data.spec)  # 'a|b': a with labels, else b
+    check_objective(objective, data.spec)  # e.g. probe_accuracy without labels
     task = setup_task(cfg, data)  # task=classify: head, pre-trained encoder (replaces cfg.model), weights
     cfg, model = task.cfg, task.model.to(device)
     optimizer = build_optimizer(cfg.optimizer, model.parameters())
@@ -221,7 +241,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
 
     params = {k: OmegaConf.to_container(cfg[k], resolve=True)
               for k in ("model", "data", "optimizer", "trainer", "task") if cfg.get(k) is not None}
-    params.update(seed=cfg.seed, objective=cfg.objective,
+    params.update(seed=cfg.seed, objective=cfg.objective, objective_used=objective,
                   n_train=len(data.train), n_val=len(data.val), n_test=data.report["n_test"],
                   dropped_short=data.report["dropped_short"], n_parameters=sum(p.numel() for p in model.parameters()))
     tags = {"model": cfg.model._target_.rsplit(".", 1)[-1], "device": str(device),
@@ -289,14 +309,15 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
         if device.type == "cuda":
             tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
         _log_results(tracker, model, data, result, cfg, device)
-        value = objective_value(cfg.objective, model=model, data=data, result=result,
-                                device=device)
+        latents: dict = {}  # encoded once for the objective and the label-free scores
+        value = objective_value(objective, model=model, data=data, result=result, device=device, _cache=latents)
+        _log_label_free(tracker, cfg, model=model, data=data, device=device, _cache=latents)
     except BaseException as exc:
         reason = _fail_run(tracker, run_id, exc, cfg, device)
         if reason is exc:
             raise
         raise reason from exc
-    tracker.log_metrics(objective_metrics(cfg.objective, value))
+    tracker.log_metrics(objective_metrics(objective, value))
     tracker.end("FINISHED")
     if checkpointer is not None:
         checkpointer.mark_finished()  # trainer.resume=true picks an unfinished run, never this one

@@ -28,6 +28,7 @@ from ..data.series import SeriesSet
 from ..errors import DataError
 
 CLUSTER_METHODS = ("spectral", "kmeans")
+MAX_DEFAULT_RAW_LENGTH = 512  # the raw baseline's default resampling length is capped here
 PROBE_CS = tuple(np.logspace(-3, 2, 6))  # inverse L2 strengths the probe's cross-validation tries
 
 

@@ -121,10 +121,13 @@ def _fmt(value: float | None) -> str:
 def comparison_rows(clusters: Mapping[str, Mapping[str, ClusterScores]],
                     probes: Mapping[str, ProbeResult] | None,
                     svms: Mapping[str, SVMResult] | None = None,
-                    scored: str = "val") -> list[tuple[str, dict[str, float | None]]]:
+                    scored: str = "val",
+                    label_free: Mapping[str, Mapping[str, float]] | None = None,
+                    ) -> list[tuple[str, dict[str, float | None]]]:
     """(metric, {feature set: value}) rows; label-based rows only when labels exist.
 
     `scored` names the split the probe and the SVM are scored on ("test" when one is held out).
+    `label_free`: {feature set: `labelfree.label_free_scores`}, rows "<score> (label-free, train)".
     """
     sets = list(clusters)
     methods = list(next(iter(clusters.values())))
@@ -141,6 +144,8 @@ def comparison_rows(clusters: Mapping[str, Mapping[str, ClusterScores]],
         rows.append((f"majority class ({scored})", {s: probes[s].majority_accuracy for s in sets}))
     if svms is not None:
         rows.append((f"RBF-SVM accuracy ({scored})", {s: svms[s].accuracy for s in sets}))
+    for score in next(iter(label_free.values())) if label_free else ():
+        rows.append((f"{score} (label-free, train)", {s: label_free[s].get(score) for s in sets}))
     return rows
 
 

@@ -31,6 +31,7 @@ from ..errors import ConfigError, DataError, TrackingError
 from ..loading import load_data
 from ..training import resolve_device
 from . import report
+from .labelfree import label_free_scores
 from .latents import (
     encode_series,
     latent_columns,
@@ -39,13 +40,20 @@ from .latents import (
     splits_of,
     write_latents,
 )
-from .metrics import choose_k, clustering_scores, limited_threads, probe, raw_features, subsample
+from .metrics import (
+    MAX_DEFAULT_RAW_LENGTH,
+    choose_k,
+    clustering_scores,
+    limited_threads,
+    probe,
+    raw_features,
+    subsample,
+)
 from .svm import svm_accuracy
 
 log = logging.getLogger("latentsweep")
 
 REGISTRY_PREFIX = "latentsweep-"
-MAX_DEFAULT_RAW_LENGTH = 512  # the raw baseline's default resampling length is capped here
 ANALYSIS_TAG = "latentsweep.analysis"  # on analysis runs, so searches for training runs skip them
 
 
@@ -222,6 +230,36 @@ def analyze(cfg: DictConfig) -> dict[str, Any]:
         return _analyze(cfg)
 
 
+NO_LABELS_NOTE = ("no labels, so this cannot tell whether the latents separate the groups you care about "
+                  "better than the raw series (NMI, ARI, probe and SVM accuracy need labels): the "
+                  "label-free scores only say how much structure each keeps, and k was chosen from the data")
+
+
+def _score_metrics(clusters, probes, svms, label_free) -> dict[str, float]:
+    """The scores of each feature set as flat MLflow metrics (`latent.spectral.nmi`, `raw.svm_accuracy`, ...)."""
+    metrics: dict[str, float] = {}
+    for name, per_method in clusters.items():
+        for method, scores in per_method.items():
+            for key in ("nmi", "ari", "silhouette"):
+                value = getattr(scores, key)
+                if value is not None and math.isfinite(value):
+                    metrics[f"{name}.{method}.{key}"] = value
+    if probes:
+        for name, result in probes.items():
+            metrics[f"{name}.probe_accuracy"] = result.accuracy
+            metrics[f"{name}.probe_C"] = result.C
+        metrics["majority_accuracy"] = probes["latent"].majority_accuracy
+    if svms:
+        for name, result in svms.items():
+            metrics[f"{name}.svm_accuracy"] = result.accuracy
+            metrics[f"{name}.svm_C"] = result.C
+            if result.cv_accuracy is not None:
+                metrics[f"{name}.svm_cv_accuracy"] = result.cv_accuracy
+    for name, scores in label_free.items():
+        metrics.update({f"{name}.label_free.{score}": float(v) for score, v in scores.items()})
+    return metrics
+
+
 def _analyze(cfg: DictConfig) -> dict[str, Any]:
     timings: dict[str, float] = {}
     t0 = last = time.perf_counter()
@@ -260,17 +298,21 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
     # clustering scores: on TEST when held out, else on every series (subsampled to max_points)
     pool = np.flatnonzero(scored) if held_out == "test" else np.arange(len(frame))
     idx = pool[subsample(len(pool), cfg.max_points, seed)]
+    k_source = ""
     if cfg.k:
         k = int(cfg.k)
     elif has_labels:
         k = int(data.spec.n_classes or len(np.unique(y)))
     else:
-        k = choose_k(z[idx], seed)
+        k, k_source = choose_k(z[idx], seed), " (chosen from the data: the best k-means silhouette, k in 2..10)"
         log.info("k=%d clusters: the best k-means silhouette of the latents for k in 2..10 (set k= to fix it)", k)
     features = {"latent": z, "raw": raw}
     clusters = {name: clustering_scores(x[idx], k, y[idx] if has_labels else None, seed)
                 for name, x in features.items()}
     lap("cluster")
+    label_free = {name: label_free_scores(x[split != "test"], raw[split != "test"], seed)
+                  for name, x in features.items()}  # as the sweep's label_free objective reads them
+    lap("label_free")
     probes = svms = None
     if has_labels:
         probes = {name: probe(x[fitted_on], y[fitted_on], x[scored], y[scored],
@@ -281,38 +323,22 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
         lap("svm")
 
     columns = list(features)
-    table = report.markdown_table(report.comparison_rows(clusters, probes, svms, held_out), columns)
+    table = report.markdown_table(report.comparison_rows(clusters, probes, svms, held_out, label_free), columns)
     counts = ", ".join(f"{int((split == name).sum())} {name}" for name, _ in splits)
     scored_on = ("probe fitted on train + val, scored on the held-out test split; clustering on test"
                  if held_out == "test" else "probe fitted on train, scored on val (no held-out test split)")
     header = (f"latent space of {source.description}: {len(frame)} series ({counts}), latent {z.shape[1]} "
               f"dims vs raw {raw.shape[1]} ({raw_length} steps x {data.spec.n_channels} channels, "
-              f"z-normalised), k={k}; {scored_on}"
+              f"z-normalised), k={k}{k_source}; {scored_on}"
               + (f", clustering on {len(idx)} sampled series" if len(idx) < len(pool) else ""))
     note = "silhouette: in each feature set's own standardised space (compare with care across columns)"
     if not has_labels:
-        note += "; no labels: NMI, ARI and probe accuracy skipped"
+        note += f"; {NO_LABELS_NOTE}"
     summary = f"{header}\n\n{table}\n\n{note}\n"
 
-    metrics: dict[str, float] = {"k": k, "n_series": len(frame), "n_scored": int(scored.sum()),
-                                 "latent_dim": z.shape[1], "raw_dim": raw.shape[1]}
-    for name, per_method in clusters.items():
-        for method, scores in per_method.items():
-            for key in ("nmi", "ari", "silhouette"):
-                value = getattr(scores, key)
-                if value is not None and math.isfinite(value):
-                    metrics[f"{name}.{method}.{key}"] = value
-    if probes:
-        for name, result in probes.items():
-            metrics[f"{name}.probe_accuracy"] = result.accuracy
-            metrics[f"{name}.probe_C"] = result.C
-        metrics["majority_accuracy"] = probes["latent"].majority_accuracy
-    if svms:
-        for name, result in svms.items():
-            metrics[f"{name}.svm_accuracy"] = result.accuracy
-            metrics[f"{name}.svm_C"] = result.C
-            if result.cv_accuracy is not None:
-                metrics[f"{name}.svm_cv_accuracy"] = result.cv_accuracy
+    metrics = {"k": k, "n_series": len(frame), "n_scored": int(scored.sum()),
+               "latent_dim": z.shape[1], "raw_dim": raw.shape[1],
+               **_score_metrics(clusters, probes, svms, label_free)}
     errors = frame["recon_error"].to_numpy() if "recon_error" in frame else None
     if errors is not None:
         metrics.update({"recon_error.mean": float(np.nanmean(errors)),

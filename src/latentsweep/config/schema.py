@@ -69,6 +69,9 @@ class DataConfig:
     fixed_length_if_variable: int | None = None
     drop_nonfinite: bool = False
     on_device: bool = True  # keep the data set on the GPU when training there
+    # Drop the source's labels before anything reads them (the split too): a labelled set seen as
+    # the unlabelled series it stands in for, to measure label-free selection against its labels.
+    hide_labels: bool = False
 
     def check(self) -> None:
         checks.positive("data.batch_size", self.batch_size, upper=1_000_000)
