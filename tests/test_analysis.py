@@ -24,7 +24,7 @@ from latentsweep.tracking import client_for, load_model
 
 # rnn_ae on one-channel synthetic series (4 well-separated event classes): a few seconds of CPU.
 SEPARABLE = [
-    "data.n_series=160", "data.shortest=16", "data.longest=48", "data.n_channels=1", "data.noise=0.05",
+    "model=rnn_ae", "data.n_series=160", "data.shortest=16", "data.longest=48", "data.n_channels=1", "data.noise=0.05",
     "data.batch_size=16", "model.hidden_size=48", "model.latent_dim=8", "trainer.max_epochs=5",
     "trainer.patience=null", "trainer.progress=false", "trainer.num_threads=1", "optimizer.lr=0.01", "tracking.n_reconstructions=0",
 ]
@@ -104,7 +104,7 @@ def _unlabelled_parquet(path) -> None:
 def test_unlabelled_data_skips_label_metrics_and_default_pick(make_cfg, mlflow_uri, tmp_path, caplog):
     path = tmp_path / "unlabelled.parquet"
     _unlabelled_parquet(path)
-    data = ["data=parquet", f"data.path={path}", "data.time_column=step", "data.batch_size=16",
+    data = ["data=parquet", f"data.path={path}", "data.time_column=step", "data.batch_size=16", "model=rnn_ae",
             "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=2", "trainer.progress=false",
             "tracking.n_reconstructions=0"]
     # Label-based objectives fail in one line before any training; silhouette needs k here.
