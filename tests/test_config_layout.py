@@ -44,7 +44,7 @@ def test_pretrained_defaults_come_from_the_running_apps_conf(tmp_path):
             assert _schema_defaults(model)["hidden_size"] == 48
     finally:
         GlobalHydra.instance().clear()
-    assert _schema_defaults(model)["hidden_size"] == 64  # outside a Hydra app: the schema alone
+    assert _schema_defaults(model)["hidden_size"] == 128  # outside a Hydra app: the schema alone
 
 
 def test_the_first_run_settings_apply_to_their_model_and_data_only():
