@@ -27,7 +27,7 @@ COMBOS = [("random", "packed"), ("random", "padded"), ("bucket", "packed"), ("bu
 
 
 def run(epochs: int = 3, n_series: int = 2000, device: str = "auto", hidden: int = 64, batch_size: int = 64) -> dict:
-    cfg = compose_train([f"data.n_series={n_series}",
+    cfg = compose_train(["model=rnn_ae", f"data.n_series={n_series}",
                          f"model.hidden_size={hidden}", f"data.batch_size={batch_size}", "tracking.enabled=false"])
     dev = resolve_device(device)
     seed_everything(0)

@@ -30,7 +30,7 @@ from .common import ROOT, save_results, set_run, table
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 N_TRIALS, EPOCHS, KILLED_TRIAL = 6, 20, 2
-COMMAND = ["~search", "data.n_series=60", "data.shortest=20", "data.longest=60", "data.batch_size=16",
+COMMAND = ["~search", "model=rnn_ae", "data.n_series=60", "data.shortest=20", "data.longest=60", "data.batch_size=16",
            "model.hidden_size=16", "model.latent_dim=4", "model.cell=choice(gru,lstm)",
            "optimizer.lr=tag(log, interval(1e-3, 3e-2))", "trainer.progress=false", "trainer.num_threads=1",
            "trainer.patience=null", f"trainer.max_epochs={EPOCHS}", "tracking.n_reconstructions=0",

@@ -16,7 +16,7 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from benchmarks.common import compose_train
 from latentsweep.pipeline import train
-cfg = compose_train(["data.n_series={n}", "trainer.max_epochs={epochs}", "tracking.enabled=false",
+cfg = compose_train(["model=rnn_ae", "data.n_series={n}", "trainer.max_epochs={epochs}", "tracking.enabled=false",
                      "trainer.checkpoint_dir=null", "trainer.progress=false"])
 t0 = time.perf_counter()
 train(cfg)

@@ -159,7 +159,7 @@ def _sharing_sweep(*launcher: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp, GpuBusy() as busy:
         cwd = Path(tmp)
         t0 = time.perf_counter()
-        sweep(cwd, "~search", "model.dropout=choice(0.0)", f"hydra.sweeper.n_trials={N_TRIALS}",
+        sweep(cwd, "~search", "model=rnn_ae", "model.dropout=choice(0.0)", f"hydra.sweeper.n_trials={N_TRIALS}",
               "hydra.sweeper.pruner.name=none", f"trainer.max_epochs={EPOCHS}", "trainer.patience=null",
               "hydra/launcher=trials", *launcher, "data.n_series=2000", "data.shortest=25", "data.longest=400")
         wall = time.perf_counter() - t0

@@ -16,6 +16,7 @@ CONF_DIR = str(ROOT / "conf")
 
 # Small enough for 2 CPU cores: a few seconds per run.
 TINY = [
+    "model=rnn_ae",  # the sizes below are rnn_ae's (conv_ae is the default model)
     "data.n_series=160",
     "data.shortest=12",
     "data.longest=60",

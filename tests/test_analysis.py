@@ -24,7 +24,7 @@ from latentsweep.tracking import client_for, load_model
 
 # rnn_ae on one-channel synthetic series (4 well-separated event classes): a few seconds of CPU.
 SEPARABLE = [
-    "data.n_series=160", "data.shortest=16", "data.longest=48", "data.n_channels=1", "data.noise=0.05",
+    "model=rnn_ae", "data.n_series=160", "data.shortest=16", "data.longest=48", "data.n_channels=1", "data.noise=0.05",
     "data.batch_size=16", "model.hidden_size=48", "model.latent_dim=8", "trainer.max_epochs=5",
     "trainer.patience=null", "trainer.progress=false", "trainer.num_threads=1", "optimizer.lr=0.01", "tracking.n_reconstructions=0",
 ]
@@ -104,7 +104,7 @@ def _unlabelled_parquet(path) -> None:
 def test_unlabelled_data_skips_label_metrics_and_default_pick(make_cfg, mlflow_uri, tmp_path, caplog):
     path = tmp_path / "unlabelled.parquet"
     _unlabelled_parquet(path)
-    data = ["data=parquet", f"data.path={path}", "data.time_column=step", "data.batch_size=16",
+    data = ["data=parquet", f"data.path={path}", "data.time_column=step", "data.batch_size=16", "model=rnn_ae",
             "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=2", "trainer.progress=false",
             "tracking.n_reconstructions=0"]
     # Label-based objectives fail in one line before any training; silhouette needs k here.
@@ -118,7 +118,7 @@ def test_unlabelled_data_skips_label_metrics_and_default_pick(make_cfg, mlflow_u
 
     with caplog.at_level(logging.INFO, logger="latentsweep"):
         result = analyze(_analyze_cfg(make_cfg, mlflow_uri))  # run=null: no registry yet -> best run
-    assert "falling back to the finished run with the lowest best_val_loss" in caplog.text
+    assert "autoencoder run (task=reconstruct) with the lowest best_val_loss" in caplog.text
     assert "no labels" in caplog.text
     assert result["analyzed_run_id"] == trained
     assert not result["has_labels"] and 2 <= result["k"] <= 10
@@ -164,7 +164,7 @@ def test_without_run_analyze_takes_the_newest_registered_best(make_cfg, mlflow_u
     train(make_cfg(quick, tiny=False))
     rnn = _last_run_id(mlflow_uri)
     train(make_cfg(["model=conv_ae", "model.length=16", "model.latent_dim=4", "model.base_channels=4",
-                    *[o for o in quick if not o.startswith(("model.hidden_size", "model.latent_dim"))]], tiny=False))
+                    *[o for o in quick if not o.startswith(("model=", "model.hidden_size", "model.latent_dim"))]], tiny=False))
     conv = _last_run_id(mlflow_uri)
     register_best_model(mlflow_uri, rnn, "latentsweep-rnn_ae")
     register_best_model(mlflow_uri, conv, "latentsweep-conv_ae")  # registered last: the newest sweep's best

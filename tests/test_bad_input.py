@@ -90,7 +90,7 @@ def _single_series():
     return [f"data.path={_write(_long_frame(n_series=1))}", "data.value_columns=[x,y]"]
 
 
-PARQUET = ["data=parquet", "data.batch_size=4", "model.hidden_size=8", "trainer.max_epochs=1",
+PARQUET = ["data=parquet", "model=rnn_ae", "data.batch_size=4", "model.hidden_size=8", "trainer.max_epochs=1",
            "trainer.progress=false"]
 
 CASES = {
@@ -139,7 +139,7 @@ def existing_store(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(folder)
     try:
-        train(compose_config([f"tracking.uri={uri}", "trainer.checkpoint_dir=null", "data.n_series=40",
+        train(compose_config([f"tracking.uri={uri}", "trainer.checkpoint_dir=null", "data.n_series=40", "model=rnn_ae",
                               "trainer.max_epochs=1", "model.hidden_size=8", "trainer.progress=false"]))
     finally:
         os.chdir(cwd)
@@ -219,7 +219,7 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
 
 
 def test_cli_error_shows_once_on_the_terminal_and_lands_in_the_run_log(tmp_path):
-    result = _run_cli("model.hidden_size=-3", "tracking.enabled=false", cwd=tmp_path)
+    result = _run_cli("model=rnn_ae", "model.hidden_size=-3", "tracking.enabled=false", cwd=tmp_path)
     message = "model.hidden_size must be positive"
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert (result.stdout + result.stderr).count(message) == 1, result.stdout + result.stderr
@@ -235,7 +235,7 @@ def test_cli_error_shows_once_on_the_terminal_and_lands_in_the_run_log(tmp_path)
     ("model.hidden_size=abc", "hidden_size"),
 ])
 def test_cli_rejects_unknown_groups_keys_and_types_at_start(tmp_path, override, pattern):
-    result = _run_cli(override, cwd=tmp_path)
+    result = _run_cli("model=rnn_ae", override, cwd=tmp_path)  # model=foo wins over it
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert pattern in result.stderr

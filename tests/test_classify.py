@@ -190,7 +190,7 @@ def test_unlabelled_data_fails_with_one_line_data_error(make_cfg, tmp_path):
     rows = [{"series_id": f"s{i}", "x": float(v)} for i in range(30) for v in rng.normal(size=20)]
     pd.DataFrame(rows).to_parquet(tmp_path / "plain.parquet")
     cfg = make_cfg([*CLASSIFY, "data=parquet", f"data.path={tmp_path / 'plain.parquet'}", "data.batch_size=8",
-                    "model.hidden_size=8", "model.latent_dim=2", "trainer.max_epochs=1"], tiny=False)
+                    "model=rnn_ae", "model.hidden_size=8", "model.latent_dim=2", "trainer.max_epochs=1"], tiny=False)
     with pytest.raises(DataError, match="task=classify needs labelled series") as err:
         train(cfg)
     assert "\n" not in str(err.value)
@@ -228,7 +228,7 @@ def test_classification_sweep_maximises_macro_f1(tmp_path):
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/sweeper=optuna", "~search", "task=classify",
            "objective=val_macro_f1", "hydra.sweeper.n_trials=2", "hydra.sweeper.register_best=false",
            "'optimizer.lr=choice(0.01,0.02)'", "data.n_series=48", "data.shortest=10", "data.longest=20",
-           "data.batch_size=16", "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=2",
+           "data.batch_size=16", "model=rnn_ae", "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=2",
            "trainer.progress=false", "trainer.num_threads=1", "tracking.n_reconstructions=0",
            f"tracking.uri=sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"]
     proc = subprocess.run(" ".join(cmd), shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -35,7 +35,7 @@ def test_pretrained_defaults_come_from_the_running_apps_conf(tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(ROOT / "conf", conf)
     option = conf / "model" / "rnn_ae.yaml"
-    option.write_text(option.read_text().replace("hidden_size: 64", "hidden_size: 48"))
+    option.write_text(option.read_text().replace("hidden_size: 128", "hidden_size: 48"))
     model = OmegaConf.create({"_target_": "latentsweep.models.rnn_ae.RNNAutoencoder"})
     register_configs()
     GlobalHydra.instance().clear()
@@ -44,4 +44,19 @@ def test_pretrained_defaults_come_from_the_running_apps_conf(tmp_path):
             assert _schema_defaults(model)["hidden_size"] == 48
     finally:
         GlobalHydra.instance().clear()
-    assert _schema_defaults(model)["hidden_size"] == 64  # outside a Hydra app: the schema alone
+    assert _schema_defaults(model)["hidden_size"] == 128  # outside a Hydra app: the schema alone
+
+
+def test_the_first_run_settings_apply_to_their_model_and_data_only():
+    """conf/model_data/conv_ae-synthetic.yaml: `python train.py` gets them (benchmarks/results/first-run/);
+    another model on the synthetic data, or conv_ae on another source, keeps its own defaults."""
+    from tests.conftest import compose_config
+
+    first = compose_config([])
+    assert first.model._target_.endswith("ConvAutoencoder") and first.model.length == 128
+    assert (first.data.normalize, first.data.batch_size) == ("zscore", 16)
+    rnn = compose_config(["model=rnn_ae"])
+    assert "length" not in rnn.model and (rnn.data.normalize, rnn.data.batch_size) == ("global", 64)
+    ucr = compose_config(["data=ucr", "data.name=ArrowHead", "data.path=data/ucr"])
+    assert ucr.model.length is None and ucr.data.normalize != "zscore"
+    assert compose_config(["data.normalize=global"]).data.normalize == "global"  # the command line wins

@@ -281,7 +281,7 @@ def _val_losses(cfg) -> tuple[float, list[float]]:
 
 
 def test_train_rnn_ae_on_digits(make_cfg):
-    cfg = make_cfg(["data=digits", "data.n_samples=200", "trainer.max_epochs=3",
+    cfg = make_cfg(["model=rnn_ae", "data=digits", "data.n_samples=200", "trainer.max_epochs=3",
                     "model.hidden_size=16", "model.latent_dim=4", "model.loss=auto",
                     "optimizer.lr=0.01", "trainer.progress=false", "tracking.enabled=false",
                  "trainer.num_threads=1"], tiny=False)
@@ -292,7 +292,7 @@ def test_train_rnn_ae_on_digits(make_cfg):
 
 def test_train_rnn_ae_on_ucr_folder(make_cfg, tmp_path):
     folder = toy_ucr(tmp_path / "ucr")
-    overrides = ["data=ucr", "data.name=Toy", f"data.path={folder}", "data.batch_size=8",
+    overrides = ["data=ucr", "data.name=Toy", f"data.path={folder}", "data.batch_size=8", "model=rnn_ae",
                  "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=4",
                  "optimizer.lr=0.01", "trainer.progress=false", "tracking.enabled=false",
                  "trainer.num_threads=1"]

@@ -208,7 +208,7 @@ def test_recon_mse_scores_every_series_at_its_own_length(make_cfg):
     assert resampled.report["normalize_stats"] == native.report["normalize_stats"]  # same normalised space
     assert resampled.val_native.values.allclose(native.val.values)
 
-    model = build_model(make_cfg(["model.hidden_size=8", "model.latent_dim=2"], tiny=False).model, native.spec).eval()
+    model = build_model(make_cfg(["model=rnn_ae", "model.hidden_size=8", "model.latent_dim=2"], tiny=False).model, native.spec).eval()
     expected = encode_series(model, native.val).errors.mean()  # per-series MSE, no resampling
     assert native_reconstruction_mse(model, native.val, native.val_reference) == pytest.approx(expected, rel=1e-5)
     conv = build_model(make_cfg(["model=conv_ae", "model.latent_dim=2"], tiny=False).model, resampled.spec).eval()

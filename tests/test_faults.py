@@ -32,7 +32,7 @@ from tests.hardening_kit import (
 from tests.pg import pg_available, postgres_server
 
 # ~0.1 s per epoch on one thread: long enough to kill mid-run, short enough for CI.
-RUN = ["data.n_series=60", "data.shortest=20", "data.longest=60", "data.batch_size=16", "model.hidden_size=16",
+RUN = ["model=rnn_ae", "data.n_series=60", "data.shortest=20", "data.longest=60", "data.batch_size=16", "model.hidden_size=16",
        "model.latent_dim=4", "model.num_layers=2", "model.dropout=0.2", "trainer.patience=null",
        "trainer.num_threads=1", "trainer.progress=false", "tracking.n_reconstructions=0", "seed=3"]
 SPACE = ["model.cell=choice(gru,lstm)", "optimizer.lr=tag(log, interval(1e-3, 3e-2))"]

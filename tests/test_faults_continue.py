@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from tests.hardening_kit import ROOT, cli_env, run_cli
 
-TINY = ["~search", "data.n_series=40", "data.shortest=10", "data.longest=20", "data.batch_size=16",
+TINY = ["~search", "model=rnn_ae", "data.n_series=40", "data.shortest=10", "data.longest=20", "data.batch_size=16",
         "trainer.progress=false", "trainer.num_threads=1", "tracking.enabled=false"]
 
 # Stands for a bug every trial hits: the training step raises, in every process that trains.

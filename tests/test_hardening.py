@@ -21,7 +21,7 @@ from tests.hardening_kit import digest, empty_store, error_line, free_port, read
 from tests.pg import pg_available
 
 # What the stored run was trained with; resume cases start from the same values.
-STORED = ["data.n_series=40", "data.shortest=10", "data.longest=20", "model.hidden_size=8",
+STORED = ["model=rnn_ae", "data.n_series=40", "data.shortest=10", "data.longest=20", "model.hidden_size=8",
           "model.latent_dim=4", "trainer.max_epochs=2", "trainer.progress=false",
           "tracking.n_reconstructions=0"]
 STUDY = "rnn_ae-synthetic"  # the default study name of `python train.py -m hydra/sweeper=optuna`

@@ -59,7 +59,7 @@ def write_problem(folder: Path, *, wild_test: bool = False, n_train: int = 30, n
 
 def _overrides(folder: Path) -> list[str]:
     return ["data=ucr", "data.name=Duo", f"data.path={folder}", "data.batch_size=8", "data.val_fraction=0.3",
-            "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=4", "trainer.patience=2",
+            "model=rnn_ae", "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=4", "trainer.patience=2",
             "trainer.progress=false", "trainer.num_threads=1", "optimizer.lr=0.01",
             "tracking.n_reconstructions=0"]
 

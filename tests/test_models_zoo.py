@@ -156,7 +156,8 @@ def test_save_load_round_trip_reproduces_the_reconstruction(name, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(FIXED))
 def test_fixed_length_models_refuse_varying_lengths(name, make_cfg):
-    cfg = make_cfg([f"model={name}"], tiny=False)
+    # conv_ae on the synthetic data resamples by default (conf/model_data/conv_ae-synthetic.yaml)
+    cfg = make_cfg([f"model={name}", *(["model.length=null"] if name == "conv_ae" else [])], tiny=False)
     spec = DataSpec(n_channels=3, max_length=60, fixed_length=None)
     with pytest.raises(ConfigError, match=r"data\.fixed_length") as err:
         build_model(cfg.model, spec)

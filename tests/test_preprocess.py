@@ -24,7 +24,7 @@ from latentsweep.pipeline import load_data, train
 from latentsweep.tracking import client_for, load_model, register_best_model
 
 FAST = ["data.n_series=40", "data.shortest=10", "data.longest=24", "data.batch_size=16",
-        "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=1", "trainer.progress=false",
+        "model=rnn_ae", "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=1", "trainer.progress=false",
         "trainer.num_threads=1", "tracking.n_reconstructions=0"]
 
 

@@ -33,7 +33,7 @@ from latentsweep.tracking import load_registered_model
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "rnn_ae-synthetic"
 TINY = ["~search",  # the tests give their own (small) spaces on the command line
-        "data.n_series=40", "data.shortest=10", "data.longest=20", "data.batch_size=16",
+        "model=rnn_ae",        "data.n_series=40", "data.shortest=10", "data.longest=20", "data.batch_size=16",
         "model.hidden_size=16", "model.latent_dim=4", "trainer.progress=false", "trainer.num_threads=1",
         "tracking.n_reconstructions=0", "hydra.sweeper.pruner.name=median", "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0"]

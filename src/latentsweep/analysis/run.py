@@ -124,7 +124,6 @@ def _task_of(run: Any) -> str:
 
 
 FAMILY_WINNER = "families"  # a family sweep registers its overall winner as latentsweep-families@best
-DEFAULT_MODEL = "rnn_ae"  # model_name=auto without a family sweep's winner
 
 
 def _newest_registered(uri: str, alias: str) -> str | None:
@@ -144,7 +143,8 @@ def resolve_model(cfg: DictConfig, uri: str) -> ModelSource:
 
     `model_name=auto` (the default): a family sweep's winner (`latentsweep-families@<alias>`), else
     the most recently registered `latentsweep-<model>@<alias>` of the zoo (the last single-model
-    sweep's best, e.g. `experiment=latent`'s conv_ae), else as `model_name=rnn_ae`.
+    sweep's best, e.g. `experiment=latent`'s conv_ae), else the best finished run of any model (as
+    `model_name=null`: after a first `python train.py`, its run, whichever model trained it).
     """
     if cfg.run:
         loaded, config = tracking.load_model(str(cfg.run), uri)
@@ -152,7 +152,7 @@ def resolve_model(cfg: DictConfig, uri: str) -> ModelSource:
     if cfg.model_name == "auto":
         if tracking.registered_version(uri, f"{REGISTRY_PREFIX}{FAMILY_WINNER}", str(cfg.alias)) is not None:
             return _from_registry(uri, FAMILY_WINNER, str(cfg.alias))
-        cfg = OmegaConf.merge(cfg, {"model_name": _newest_registered(uri, str(cfg.alias)) or DEFAULT_MODEL})
+        cfg = OmegaConf.merge(cfg, {"model_name": _newest_registered(uri, str(cfg.alias))})
     if cfg.model_name:
         found = _from_registry(uri, str(cfg.model_name), str(cfg.alias))
         if found is not None:

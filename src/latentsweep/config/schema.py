@@ -30,8 +30,8 @@ class ModelConfig:
 @dataclass
 class RNNAEConfig(ModelConfig):
     _target_: str = "latentsweep.models.rnn_ae.RNNAutoencoder"
-    hidden_size: int = 64
-    latent_dim: int = 16
+    hidden_size: int = 128  # as conf/model/rnn_ae.yaml (the best sizes measured: benchmarks/results/first-run/)
+    latent_dim: int = 32
     num_layers: int = 1
     cell: str = "gru"
     bidirectional: bool = False

@@ -92,6 +92,8 @@ class HighwayAEConfig(ModelConfig):
 @dataclass
 class VRAEConfig(RNNAEConfig):
     _target_: str = "latentsweep.models.vrae.VRAE"
+    hidden_size: int = 64  # as conf/model/vrae.yaml
+    latent_dim: int = 16
     beta: float = 1.0
     kl_warmup_epochs: int = 0
 
