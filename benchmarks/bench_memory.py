@@ -12,7 +12,9 @@ import json
 import subprocess
 import sys
 
-from .common import ROOT, save_results, set_run, table
+from latentsweep.tables import markdown_table
+
+from .common import ROOT, save_results, set_run
 
 MEASURE = "VmHWM of the training process itself (/proc/self/status)"
 
@@ -43,7 +45,7 @@ def run(base: int = 1200, factors: tuple[int, ...] = (1, 4, 16), epochs: int = 1
         raw[f"{f}x"] = {"n_series": base * f, **result}
         rows.append([f"{f}x", base * f, result["peak_rss_mb"], result["seconds"]])
     print(f"\n### 7. Memory (default rnn_ae, {epochs} epoch, each size in its own process, its own peak)\n")
-    print(table(["data", "series", "peak RSS MB", "run s"], rows))
+    print(markdown_table(["data", "series", "peak RSS MB", "run s"], rows))
     save_results("memory", raw)
     return raw
 
