@@ -7,9 +7,12 @@ Real `python train.py -m hydra/sweeper=optuna` processes on real SQLite stores. 
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from tests.hardening_kit import ROOT, cli_env, run_cli
+
+pytestmark = pytest.mark.slow  # every test here runs train.py -m in a subprocess
 
 TINY = ["~search", "data.n_series=40", "data.shortest=10", "data.longest=20", "data.batch_size=16",
         "trainer.progress=false", "trainer.num_threads=1", "tracking.enabled=false"]

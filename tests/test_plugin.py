@@ -28,6 +28,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 
+pytestmark = pytest.mark.slow  # every test here runs train.py or a sweep in a subprocess
+
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
 def main(cfg):
