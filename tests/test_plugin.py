@@ -20,6 +20,8 @@ from optuna.trial import TrialState
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+pytestmark = pytest.mark.slow  # every test here runs a Hydra app in a subprocess
+
 APP = '''
 import json
 
@@ -27,8 +29,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
-
-pytestmark = pytest.mark.slow  # every test here runs train.py or a sweep in a subprocess
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
