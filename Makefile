@@ -30,7 +30,7 @@ install: $(PY) ## .venv + the project and dev tools; TORCH=cpu: CPU torch from P
 test: ## the whole test suite (CPU; GPU tests skip without CUDA)
 	$(PY) -m pytest -q
 
-test-fast: ## unit and in-process tests only, under 3 min on 2 cores (skips the tests marked slow)
+test-fast: ## unit and in-process tests only, target < 3 min on 2 cores (skips the tests marked slow)
 	$(PY) -m pytest -q -m "not slow"
 
 lint: ## ruff

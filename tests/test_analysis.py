@@ -102,6 +102,7 @@ def _unlabelled_parquet(path) -> None:
     pd.concat(rows).to_parquet(path, index=False)
 
 
+@pytest.mark.slow  # end to end: train, then analyze or load through the MLflow registry
 def test_unlabelled_data_skips_label_metrics_and_default_pick(make_cfg, mlflow_uri, tmp_path, caplog):
     path = tmp_path / "unlabelled.parquet"
     _unlabelled_parquet(path)
