@@ -4,12 +4,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 TORCH_VERSION ?=
+# TORCH=cpu (or a CUDA tag such as cu126): torch from PyTorch's own wheel index for that build
+TORCH  ?=
+TORCH_INDEX := https://download.pytorch.org/whl/$(TORCH)
 PORT   ?= 5000
 # := (not ?=): an exported $HOST must not open the UI to the network; `make ui HOST=...` still does
 HOST   := 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check gpu-baseline gpu-wheels clean
+.PHONY: help install test test-fast lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check gpu-baseline gpu-wheels clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,12 +21,17 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-install: $(PY) ## create .venv and install the project with its dev tools (TORCH_VERSION=2.13.0 pins torch first)
-	@if [ -n "$(TORCH_VERSION)" ]; then $(PY) -m pip install -q "torch==$(TORCH_VERSION)"; fi
+install: $(PY) ## .venv + the project and dev tools; TORCH=cpu: CPU torch from PyTorch's index; TORCH_VERSION=x pins torch
+	@if [ -n "$(TORCH)" ]; then \
+		$(PY) -m pip install -q "torch$(if $(TORCH_VERSION),==$(TORCH_VERSION))" --index-url $(TORCH_INDEX); \
+	elif [ -n "$(TORCH_VERSION)" ]; then $(PY) -m pip install -q "torch==$(TORCH_VERSION)"; fi
 	$(PY) -m pip install -q -e ".[dev]"
 
-test: ## run the test suite (CPU; GPU tests skip without CUDA)
+test: ## the whole test suite (CPU; GPU tests skip without CUDA)
 	$(PY) -m pytest -q
+
+test-fast: ## unit and in-process tests only, target < 3 min on 2 cores (skips the tests marked slow)
+	$(PY) -m pytest -q -m "not slow"
 
 lint: ## ruff
 	$(BIN)/ruff check src tests benchmarks train.py analyze.py
@@ -46,7 +54,7 @@ dashboard: ## optuna-dashboard on the sweeps' SQLite storage (pip install .[dash
 ucr-data: ## copy the UCR sets the benchmarks use out of aeon's wheel into data/ucr/
 	$(PY) -m latentsweep.data.fetch_ucr ArrowHead PickupGestureWiimoteZ --dest data/ucr
 
-bench-quick: ## benchmarks sized for 2 CPU cores (11-15 min: 14.4 in the last run, README table); figures -> benchmarks/results/bench-quick/
+bench-quick: ## benchmarks sized for 2 CPU cores (11-15 min: 14.4 in the last run, docs/benchmarks.md); figures -> benchmarks/results/bench-quick/
 	$(PY) -m benchmarks.run --quick
 
 bench: ## full benchmarks (sized for a GPU box); figures -> benchmarks/results/bench/

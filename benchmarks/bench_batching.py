@@ -18,10 +18,11 @@ import torch
 from latentsweep.build import build_model, build_optimizer
 from latentsweep.data import BatchLoader, BucketBatchSampler
 from latentsweep.pipeline import load_data
+from latentsweep.tables import markdown_table
 from latentsweep.training.device import resolve_device, seed_everything
 from latentsweep.training.loop import _run_epoch
 
-from .common import compose_train, save_results, table
+from .common import compose_train, save_results
 
 COMBOS = [("random", "packed"), ("random", "padded"), ("bucket", "packed"), ("bucket", "padded")]
 
@@ -75,7 +76,7 @@ def run(epochs: int = 3, n_series: int = 2000, device: str = "auto", hidden: int
     }
     print(f"\n### 1. Batching pays ({dev}, {n_series} series, longest/median "
           f"{summary['longest_over_median']:.1f}, hidden {hidden}, batch {batch_size}, median of {epochs} epochs)\n")
-    print(table(["batching", "path", "epoch s", "vs random+packed", f"val loss after {epochs} ep", "data wait"], rows))
+    print(markdown_table(["batching", "path", "epoch s", "vs random+packed", f"val loss after {epochs} ep", "data wait"], rows))
     ok = summary["default_ratio"] <= 0.30 and summary["loss_diff"] <= 0.02
     print(f"\ntarget: bucket+padded <= 0.30x random+packed with val loss within 2% -> "
           f"{summary['default_ratio']:.2f}x, loss diff {100 * summary['loss_diff']:.1f}% -> {'HOLDS' if ok else 'MISSED'}")

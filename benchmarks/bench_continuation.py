@@ -25,7 +25,9 @@ from pathlib import Path
 
 import optuna
 
-from .common import ROOT, save_results, set_run, table
+from latentsweep.tables import markdown_table
+
+from .common import ROOT, save_results, set_run
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -85,7 +87,7 @@ def run() -> dict:
         restart = one_sweep(Path(b), "trainer.checkpoint_dir=null")
     rows = [["continuation (default)", continuation["epochs_trained"], continuation["killed_after_epochs_reported"]],
             ["restart from scratch", restart["epochs_trained"], restart["killed_after_epochs_reported"]]]
-    print(table(["killed trial", "epochs trained, 6 trials", "killed after (epochs reported)"], rows))
+    print(markdown_table(["killed trial", "epochs trained, 6 trials", "killed after (epochs reported)"], rows))
     saved = 1 - continuation["epochs_trained"] / restart["epochs_trained"]
     print(f"continuation trained {100 * saved:.0f}% fewer epochs ({N_TRIALS} trials x {EPOCHS} epochs = "
           f"{N_TRIALS * EPOCHS} without a kill)")

@@ -24,7 +24,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from .common import ROOT, save_results, table
+from latentsweep.tables import markdown_table as table
+
+from .common import ROOT, save_results
 
 # rnn_ae at its sizes before this benchmark (its defaults then, measured without these two overrides):
 # each rnn_* candidate changes these, so a rerun measures the same model
@@ -48,7 +50,7 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "rnn_h128_z32_2layers": (*RNN, "model.hidden_size=128", "model.latent_dim=32", "model.num_layers=2"),
     "rnn_h128_z32_40_epochs": (*RNN, "model.hidden_size=128", "model.latent_dim=32", "trainer.max_epochs=40",
                                "trainer.patience=10"),
-    # conv_ae: the latent recipe's model (README "latent recipe")
+    # conv_ae: the latent recipe's model (docs/latent-recipe.md)
     "conv_len128_dur": CONV,
     "conv_len128_dur_zscore": (*CONV, "data.normalize=zscore"),
     # the latent recipe's sizes and batching (conf/experiment/latent.yaml), fewer epochs

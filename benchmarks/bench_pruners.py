@@ -24,8 +24,9 @@ from pathlib import Path
 import optuna
 
 from latentsweep.sweeps.pruners import make_pruner
+from latentsweep.tables import markdown_table
 
-from .common import save_results, table
+from .common import save_results
 
 LOSES_BEST = 0.02  # the best value found more than 2% worse than without pruning
 
@@ -78,7 +79,7 @@ def run(curves: Sequence[Sequence[float]], orders: int = 100) -> dict:
                      f"{100 * r['loses_best_share']:.0f}%"])
     print(f"\n### 3b. Pruners replayed on the curves without pruning ({len(curves)} trials, {total} epochs, "
           f"{orders} orders each)\n")
-    print(table(["pruner", "settings", "epochs saved (mean)", "orders losing the best >2%"], rows))
+    print(markdown_table(["pruner", "settings", "epochs saved (mean)", "orders losing the best >2%"], rows))
     result = {"n_trials": len(curves), "epochs": total, "orders": orders, "candidates": raw}
     save_results("pruners", result)
     return result

@@ -16,8 +16,10 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from latentsweep.tables import markdown_table
+
 from .bench_sweep import sweep
-from .common import ROOT, save_results, table
+from .common import ROOT, save_results
 
 DATASETS = ("ArrowHead", "PickupGestureWiimoteZ")
 RECIPE = "latent"  # conf/experiment/latent.yaml
@@ -87,7 +89,7 @@ def run(n_trials: int | None = None, epochs: int | None = None, datasets: tuple[
     print(f"\n### 5. Latent quality on UCR data: experiment={RECIPE} {' '.join(variant)}, {budget['n_trials']} trials x "
           f"{budget['epochs']} epochs ({budget['share_of_recipe']:.0%} of the recipe's budget), then analyze.py; "
           "scores on the official TEST split\n")
-    print(table(["data set", "SVM acc latent", "SVM acc raw", "spectral NMI latent", "spectral NMI raw",
+    print(markdown_table(["data set", "SVM acc latent", "SVM acc raw", "spectral NMI latent", "spectral NMI raw",
                  "probe acc latent", "probe acc raw", "sweep s"], rows))
     from latentsweep.analysis.svm import RULES
 

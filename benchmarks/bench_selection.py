@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from latentsweep.tables import markdown_table as table
+
 from .bench_sweep import sweep
-from .common import ROOT, run_dir, save_results, set_run, table
+from .common import ROOT, run_dir, save_results, set_run
 
 DATASETS = ("ArrowHead", "PickupGestureWiimoteZ")
 OBJECTIVE = "label_free"  # what the sweeps select on (latentsweep.objectives)
@@ -225,7 +227,7 @@ def summarise(folder: Path) -> dict:
 
 
 def render(summary: dict) -> str:
-    """The README table: one row per criterion (means over the studies), then the raw series."""
+    """The docs/latent-recipe.md table: one row per criterion (means over the studies), then the raw series."""
     rows = []
     for criterion, m in summary["mean"].items():
         if criterion == "raw":

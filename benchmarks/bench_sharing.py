@@ -30,11 +30,12 @@ from latentsweep.build import build_model, build_optimizer
 from latentsweep.data import BatchLoader, BucketBatchSampler
 from latentsweep.parallel import available_cores
 from latentsweep.pipeline import load_data
+from latentsweep.tables import markdown_table
 from latentsweep.threads import threads_for_run
 from latentsweep.training.device import seed_everything
 from latentsweep.training.loop import _run_epoch
 
-from .common import ROOT, compose_train, save_results, table
+from .common import ROOT, compose_train, save_results
 
 FAMILIES = {"rnn_ae": [], "vrae": [], "transformer_ae": [], "conv_ae": ["data.fixed_length=128"],
             "mlp_ae": ["data.fixed_length=128"], "highway_ae": ["data.fixed_length=128"]}
@@ -73,7 +74,7 @@ def threads_table(n_series: int = 400, repeats: int = 2) -> dict:
     finally:
         torch.set_num_threads(previous)
     print(f"\n### 8a. Torch threads per model family ({n_series} series, CPU, {cores} cores)\n")
-    print(table(["model", "s/epoch, 1 thread", f"s/epoch, {cores} threads", "speed-up", "the rule gives"], rows))
+    print(markdown_table(["model", "s/epoch, 1 thread", f"s/epoch, {cores} threads", "speed-up", "the rule gives"], rows))
     disagree = [n for n, r in raw.items() if r["measured_splits_well"] != r["rule_splits_well"]]
     print(f"\nsplits well = speed-up >= {SPLITS_WELL_GAIN}; the rule (latentsweep.threads.threads_for_run) "
           + (f"DISAGREES for {', '.join(disagree)} on this machine" if disagree else "agrees on this machine"))
@@ -135,7 +136,7 @@ def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
         rows.append([label, t_alone, t_one, " / ".join(f"{t:.3g}" for t in t_pair), f"{ratio:.2f}x", f"{floor:.2f}x"])
     print(f"\n### 8b. Runs sharing the machine ({available_cores()} cores; s per epoch after the first, "
           f"median of {epochs - 1})\n")
-    print(table(["python train.py", "one alone", "one alone, 1 thread", "each of two at once",
+    print(markdown_table(["python train.py", "one alone", "one alone, 1 thread", "each of two at once",
                  "two at once / alone", "floor (1 thread / alone)"], rows))
     judged = raw["defaults (rnn_ae)"]
     holds = judged["ratio"] <= TARGET

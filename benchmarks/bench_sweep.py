@@ -17,8 +17,10 @@ from pathlib import Path
 
 import optuna
 
+from latentsweep.tables import markdown_table
+
 from . import bench_pruners
-from .common import ROOT, compose_train, save_results, table
+from .common import ROOT, compose_train, save_results
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 RNN = "model=rnn_ae"  # the sweep figures are rnn_ae's (study rnn_ae-synthetic); conv_ae is the default model
@@ -89,7 +91,7 @@ def overhead(n_small: int, n_large: int, fixed: list[str]) -> dict:
     startup = startup_seconds(fixed)
     result.update(startup_s=startup["existing_store"], startup_new_store_s=startup["new_store"])
     print(f"\n### 2. Sweep machinery overhead (identical trials of ~{bare:.1f} s)\n")
-    print(table(["", "per trial s", "one-off per sweep s"], [
+    print(markdown_table(["", "per trial s", "one-off per sweep s"], [
         [f"python train.py -m hydra/sweeper=optuna, MLflow on ({n_small} and {n_large} trials)", per_trial, fixed_cost],
         ["bare optuna loop, same train(), no tracking", bare, 0.0]]))
     holds = result["overhead_share"] <= 0.10 and result["startup_s"] < 5
@@ -125,7 +127,7 @@ def pruning(n_trials: int, space_args: list[str]) -> dict:
     saved = 1 - raw[name]["epochs"] / raw["none"]["epochs"]
     diff = (raw[name]["best"] - raw["none"]["best"]) / abs(raw["none"]["best"])
     print(f"\n### 3. Pruning pays ({n_trials} trials, same sampler seed and space; default pruner {name})\n")
-    print(table(["pruner", "epochs trained", "pruned trials", "wall s", "best value"], rows))
+    print(markdown_table(["pruner", "epochs trained", "pruned trials", "wall s", "best value"], rows))
     holds = saved >= 0.40 and diff <= 0.02
     print(f"\nepochs saved {100 * saved:.0f}%, best value {100 * diff:+.1f}% vs no pruning -> target "
           f"(>=40% fewer epochs, best within 2%) {'HOLDS' if holds else 'MISSED'}")
@@ -158,7 +160,7 @@ def parallel(n_trials: int, fixed: list[str]) -> dict:
     speedup_in_trials = raw[2]["trials_per_min_in_trials"] / raw[1]["trials_per_min_in_trials"]
     speedup_after_first = raw[2]["trials_per_min_after_first"] / raw[1]["trials_per_min_after_first"]
     print(f"\n### 4. Parallel trials (joblib launcher, {n_trials} trials, {os.cpu_count()} cores)\n")
-    print(table(["n_jobs", "wall s", "trials/min", "first ask to last tell s", "trials/min there",
+    print(markdown_table(["n_jobs", "wall s", "trials/min", "first ask to last tell s", "trials/min there",
                  "trials/min after each worker's first"], rows))
     holds = speedup >= 1.6
     print(f"\nn_jobs=2 vs 1: {speedup:.2f}x over the command, {speedup_in_trials:.2f}x from the first trial "
@@ -188,7 +190,7 @@ def run(quick: bool = True, tiny: bool = False) -> dict:
         # trials vs 1.71x at 12, benchmarks/results/parallel/sweep-parallel.json); a default sweep has 20
         "parallel": parallel(12, ["data.n_series=1200", "trainer.max_epochs=4", "trainer.patience=null"]),
     }
-    # 3b: why the default pruner (README "Pruning"), from the curves of the sweep without pruning
+    # 3b: why the default pruner (docs/sweeps.md "Pruning"), from the curves of the sweep without pruning
     results["pruners"] = bench_pruners.run([[c[k] for k in sorted(c)] for c in results["pruning"]["runs"]["none"]["curves"]])
     save_results("sweep", results)
     return results

@@ -9,10 +9,11 @@ import torch
 from latentsweep.build import build_model, build_optimizer
 from latentsweep.data import BatchLoader, BucketBatchSampler
 from latentsweep.pipeline import load_data
+from latentsweep.tables import markdown_table
 from latentsweep.training.device import resolve_device, seed_everything
 from latentsweep.training.loop import _run_epoch
 
-from .common import compose_train, save_results, table
+from .common import compose_train, save_results
 
 MODELS = {"rnn_ae": [], "conv_ae": ["data.fixed_length=128"], "transformer_ae": []}
 
@@ -39,7 +40,7 @@ def run(n_series: int = 600, batch_sizes: tuple[int, ...] = (32, 128), device: s
             raw[f"{name}-bs{bs}"] = rate
             rows.append([name, bs, rate])
     print(f"\n### 1b. Training throughput ({dev}, synthetic data, {n_series} series of 24-480 steps)\n")
-    print(table(["model", "batch size", "sequences/s"], rows))
+    print(markdown_table(["model", "batch size", "sequences/s"], rows))
     save_results(f"throughput-{dev.type}", {"sequences_per_s": raw})
     return raw
 

@@ -1,4 +1,4 @@
-"""Shared helpers: config composition, timing, markdown tables, JSON results with machine facts."""
+"""Shared helpers: config composition, timing, JSON results with machine facts."""
 
 from __future__ import annotations
 
@@ -37,17 +37,6 @@ def median_time(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
         result = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    def fmt(v: Any) -> str:
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
-
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _git(*args: str) -> str | None:

@@ -25,8 +25,10 @@ from pathlib import Path
 import optuna
 import torch
 
+from latentsweep.tables import markdown_table
+
 from .bench_sweep import sweep
-from .common import RESULTS_DIR, save_results, set_run, table
+from .common import RESULTS_DIR, save_results, set_run
 
 N_TRIALS = 16
 EPOCHS = 10  # long enough that training, not per-trial start-up, dominates a trial
@@ -129,7 +131,7 @@ def cuda_settings_table() -> dict:
             raw[f"{name}/{label}"] = {"epoch_s": t, "ratio": t / base}
             rows.append([name, label, t, t / base])
     configure_cuda()
-    print(table(["model", "CUDA settings", "epoch s (median of 3)", "vs torch defaults"], rows))
+    print(markdown_table(["model", "CUDA settings", "epoch s (median of 3)", "vs torch defaults"], rows))
     return raw
 
 
@@ -220,7 +222,7 @@ def sharing_table(save_as: str = "sharing") -> dict:
         save_results(save_as, {"result": raw, "complete": per_gpu == 16})  # ... and in the file
     base = raw[1]["epochs_per_s"]
     print(f"{torch.cuda.get_device_name(0)}, {N_TRIALS} trials x {EPOCHS} epochs per row\n")
-    print(table(["trials per GPU", "wall s", "trials/hour", "epochs/s (all)", "peak MB per trial", "GPU busy",
+    print(markdown_table(["trials per GPU", "wall s", "trials/hour", "epochs/s (all)", "peak MB per trial", "GPU busy",
                  "failed"], rows))
     best = max(raw.values(), key=lambda r: r["epochs_per_s"])
     print(f"\nsharing: {best['epochs_per_s'] / base:.1f}x the epochs/s of one trial at a time (target >= 8x)")

@@ -1,6 +1,6 @@
-"""README's benchmark table, rendered from a run's results files (`python -m benchmarks.summary`).
+"""The benchmark tables of docs/, rendered from a run's results files (`python -m benchmarks.summary`).
 
-Every figure in the README's table comes from here, so each one is read from the file its row
+Every figure in docs/benchmarks.md's table comes from here, so each one is read from the file its row
 names; a file that is missing gives "not yet measured". Where a target is missed, the row shows
 the measured figure and MISSED.
 """
@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .common import RESULTS_DIR, table
+from latentsweep.tables import markdown_table
+
+from .common import RESULTS_DIR
 
 HEADERS = ["comparison", "figure", "target", "results file"]
 
@@ -31,8 +33,17 @@ def _latents_win(m: dict[str, Any]) -> bool:
     return m["latent.svm_accuracy"] >= m["raw.svm_accuracy"] and m["latent.spectral.nmi"] >= m["raw.spectral.nmi"]
 
 
+def _memory(folder: Path) -> tuple[dict[str, Any] | None, str]:
+    """The run's memory.json where it holds each run's own peak (it names its `measure`), else the
+    one `python -m benchmarks.bench_memory` wrote: older files read the benchmark runner's peak."""
+    own = _load(folder, "memory.json")
+    if own and "measure" in own:
+        return own, f"{folder.name}/memory.json"
+    return _load(folder.parent / "memory", "memory.json"), "memory/memory.json"
+
+
 def rows(folder: Path) -> list[list[str]]:
-    """One row per README comparison: [comparison, measured figure + verdict, target, file]."""
+    """One row per comparison: [comparison, measured figure + verdict, target, file]."""
     run = folder.name
     missing = "not yet measured"
     out: list[list[str]] = []
@@ -62,13 +73,19 @@ def rows(folder: Path) -> list[list[str]]:
             ["default pruner vs none", pruning, "≥ 40% fewer epochs, best within 2%", f"`{run}/sweep.json`"],
             ["`n_jobs=2` vs `1` (joblib, equal trials)", parallel, "≥ 1.6×", f"`{run}/sweep.json`"]]
 
-    memory = _load(folder, "memory.json")
+    memory, memory_file = _memory(folder)
     figure = missing
     if memory:
         sizes = [k for k in memory if k.endswith("x") and isinstance(memory[k], dict)]
         figure = " / ".join(f"{memory[k]['peak_rss_mb'] / 1024:.2f} GB" for k in sizes) + f" ({' / '.join(sizes)})"
-    out.append(["peak RSS, default run, 1× / 4× / 16× data", figure, "—", f"`{run}/memory.json`"])
+    out.append(["peak RSS of one default run, its own process, 1× / 4× / 16× data", figure, "—",
+                f"`{memory_file}`"])
 
+    return out + _quality_and_sharing_rows(folder) + _wall_and_gpu_rows(folder)
+
+
+def _quality_and_sharing_rows(folder: Path) -> list[list[str]]:
+    run, missing, out = folder.name, "not yet measured", []
     quality = _load(folder, "quality.json")
     figure = missing
     if quality:
@@ -95,6 +112,11 @@ def rows(folder: Path) -> list[list[str]]:
                        f"{runs['conv_ae']['floor']:.2f}× its time alone)")
     out.append(["two runs at once vs one alone, defaults", figure, "≤ 1.3×", f"`{run}/sharing.json`"])
 
+    return out
+
+
+def _wall_and_gpu_rows(folder: Path) -> list[list[str]]:
+    run, missing, out = folder.name, "not yet measured", []
     index = _load(folder, "index.json")
     figure = missing + " (no run of every section)"
     if index and set(index.get("sections_run", [])) >= {"batching", "throughput", "sweep", "quality", "memory", "sharing"}:
@@ -170,9 +192,19 @@ def variant_rows(folder: Path) -> list[list[str]]:
     return rows
 
 
-def provenance(folder: Path) -> str:
-    """Where and when the run was measured, from its index.json."""
-    index = _load(folder, "index.json")
+MEMORY_HEADERS = ["data", "series", "peak RSS MB", "training s"]
+
+
+def memory_rows(folder: Path) -> list[list[str]]:
+    """`bench_memory`'s sizes in `folder`/memory.json: each run's own peak, in MB."""
+    body = _load(folder, "memory.json") or {}
+    return [[size, str(m["n_series"]), f"{m['peak_rss_mb']:.0f}", f"{m['seconds']:.1f}"]
+            for size, m in body.items() if size.endswith("x") and isinstance(m, dict)]
+
+
+def provenance(folder: Path, name: str = "index.json") -> str:
+    """Where and when the run was measured, from its index.json (or another of its files)."""
+    index = _load(folder, name)
     if not index:
         return f"No run in `benchmarks/results/{folder.name}/` yet."
     m = index["machine"]
@@ -189,16 +221,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="the per-seed latent-vs-raw table of the run's quality*.json files (e.g. latent-seeds)")
     parser.add_argument("--variants", action="store_true",
                         help="the recipe variants compared in the run's bench_quality files (e.g. latent-explore)")
+    parser.add_argument("--memory", action="store_true",
+                        help="the peak-memory table of the run's memory.json (e.g. memory)")
     args = parser.parse_args(argv)
     folder = args.results_dir / args.run
+    if args.memory:
+        print(provenance(folder, "memory.json") + "\n")
+        print(markdown_table(MEMORY_HEADERS, memory_rows(folder)))
+        return
     if args.latent:
-        print(table(LATENT_HEADERS, latent_rows(folder)))
+        print(markdown_table(LATENT_HEADERS, latent_rows(folder)))
         return
     if args.variants:
-        print(table(VARIANT_HEADERS, variant_rows(folder)))
+        print(markdown_table(VARIANT_HEADERS, variant_rows(folder)))
         return
     print(provenance(folder) + "\n")
-    print(table(HEADERS, rows(folder)))
+    print(markdown_table(HEADERS, rows(folder)))
 
 
 if __name__ == "__main__":

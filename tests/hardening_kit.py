@@ -145,7 +145,7 @@ def read_only(path: Path, methods: tuple[str, ...] = READ_ONLY_METHODS) -> Itera
 
     Root ignores permission bits, so as root (how CI runs) the immutable attribute is tried next,
     then a read-only bind mount of the path onto itself. Where none of them holds (an unprivileged
-    container on overlayfs) the test is skipped with the reason; README says which rows that hits.
+    container on overlayfs) the test is skipped with the reason; docs/troubleshooting.md says which rows that hits.
     """
     mode = path.stat().st_mode
     done: list[str] = []

@@ -209,6 +209,7 @@ def _run_cli(*args, cwd):
                           text=True, timeout=120)
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     result = _run_cli("data=parquet", "data.path=missing.parquet", cwd=tmp_path)
     assert result.returncode == 1
@@ -218,6 +219,7 @@ def test_cli_prints_one_line_and_exits_nonzero(tmp_path):
     assert not (tmp_path / "mlruns" / "mlflow.db").exists()  # nothing was created for a failed start
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_cli_error_shows_once_on_the_terminal_and_lands_in_the_run_log(tmp_path):
     result = _run_cli("model=rnn_ae", "model.hidden_size=-3", "tracking.enabled=false", cwd=tmp_path)
     message = "model.hidden_size must be positive"
@@ -234,6 +236,7 @@ def test_cli_error_shows_once_on_the_terminal_and_lands_in_the_run_log(tmp_path)
     ("model.hiden_size=3", "hiden_size"),
     ("model.hidden_size=abc", "hidden_size"),
 ])
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_cli_rejects_unknown_groups_keys_and_types_at_start(tmp_path, override, pattern):
     result = _run_cli("model=rnn_ae", override, cwd=tmp_path)  # model=foo wins over it
     assert result.returncode == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import common, gpu_check
+from latentsweep.tables import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +55,7 @@ def test_a_type_or_object_is_refused_rather_than_stored_as_text(tmp_path):
         common.save_results("bad", {"table": object()})
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_bench_run_writes_one_file_per_section_with_its_numbers(tmp_path):
     """`python -m benchmarks.run` at toy sizes: each section's JSON holds numbers, and the index lists them."""
     result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--tiny", "--only", "throughput", "memory",
@@ -73,6 +76,7 @@ def test_bench_run_writes_one_file_per_section_with_its_numbers(tmp_path):
         assert saved["machine"]["cpu_count"] >= 1 and "class '" not in json.dumps(saved)
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_gpu_check_without_cuda_fails_in_one_line():
     result = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check"], cwd=ROOT,
                             env=_env(CUDA_VISIBLE_DEVICES=""), capture_output=True, text=True, timeout=300)
@@ -81,6 +85,7 @@ def test_gpu_check_without_cuda_fails_in_one_line():
     assert lines == [gpu_check.NO_CUDA], lines
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_make_gpu_check_without_cuda_fails_before_the_gpu_tests():
     """All `gpu` tests skipping is not a pass: the target stops at the CUDA check, non-zero."""
     result = subprocess.run(["make", "-s", "gpu-check", f"PY={sys.executable}"], cwd=ROOT,
@@ -120,7 +125,7 @@ def test_without_a_baseline_for_this_sweep_no_ratio_is_printed(tmp_path):
 
 
 
-def test_the_readme_table_reads_each_figure_from_the_file_its_row_names(tmp_path):
+def test_the_benchmark_table_reads_each_figure_from_the_file_its_row_names(tmp_path):
     """Hand-made results files: every row shows their numbers (and MISSED where a target is missed)."""
     from benchmarks import summary
 
@@ -152,8 +157,8 @@ def test_the_readme_table_reads_each_figure_from_the_file_its_row_names(tmp_path
     assert table["start-up to first training step"][1] == "4.5 s — holds"
     assert table["default pruner vs none"][1] == "successive_halving: 32% fewer epochs, best value +0.0% — MISSED"
     assert table["`n_jobs=2` vs `1` (joblib, equal trials)"][1] == "1.41× trials/min — MISSED"
-    assert table["peak RSS, default run, 1× / 4× / 16× data"][1] == "not yet measured"
-    assert table["peak RSS, default run, 1× / 4× / 16× data"][3] == "`bench-quick/memory.json`"
+    memory = "peak RSS of one default run, its own process, 1× / 4× / 16× data"
+    assert table[memory][1] == "not yet measured" and table[memory][3] == "`memory/memory.json`"
     assert table["trials sharing one GPU (1 / 8 / 16 per GPU)"][1].startswith("not yet measured")
     assert table["two runs at once vs one alone, defaults"][1] == "not yet measured"
     (folder / "sharing.json").write_text(json.dumps({"sharing": {"target_holds": True, "runs": {
@@ -186,19 +191,39 @@ def _committed_results(dest: Path) -> Path:
     return dest
 
 
-def test_the_readme_benchmark_table_is_the_one_the_committed_results_give(tmp_path):
-    """No hand-typed figure: README's table is `python -m benchmarks.summary` over the committed files."""
+def test_the_benchmark_tables_in_docs_are_the_ones_the_committed_results_give(tmp_path):
+    """No hand-typed figure: docs/benchmarks.md's tables are `python -m benchmarks.summary` (bench-quick,
+    and `memory --memory`) over the committed files."""
     from benchmarks import summary
-    from benchmarks.common import table
 
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("| " + " | ".join(summary.HEADERS) + " |")
-    shown = readme[start:readme.index("\n\n", start)].strip()
-    folder = _committed_results(tmp_path / "results") / "bench-quick"
-    assert shown == table(summary.HEADERS, summary.rows(folder)), (
-        "README's benchmark table differs from the committed results files: commit them, then paste "
-        "`python -m benchmarks.summary` into README")
-    assert summary.provenance(folder) in readme
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    results = _committed_results(tmp_path / "results")
+    for folder, headers, rows, provenance in (
+            (results / "bench-quick", summary.HEADERS, summary.rows, summary.provenance(results / "bench-quick")),
+            (results / "memory", summary.MEMORY_HEADERS, summary.memory_rows,
+             summary.provenance(results / "memory", "memory.json"))):
+        assert rows(folder), f"no committed results in {folder.name}/"
+        assert markdown_table(headers, rows(folder)) in page, (
+            f"docs/benchmarks.md's {folder.name} table differs from the committed results files: commit them, "
+            "then paste `python -m benchmarks.summary` into it")
+        assert provenance in page
+
+
+def test_the_memory_row_reads_each_runs_own_peak_not_the_runners(tmp_path):
+    """A memory.json without `measure` read the benchmark runner's peak: the row takes memory/ instead."""
+    from benchmarks import summary
+
+    (tmp_path / "bench-quick").mkdir()
+    (tmp_path / "memory").mkdir()
+    old = {"1x": {"n_series": 1, "peak_rss_mb": 1474.0, "seconds": 1.0}}
+    (tmp_path / "bench-quick" / "memory.json").write_text(json.dumps(old))
+    own = {"measure": "VmHWM", "1x": {"n_series": 1, "peak_rss_mb": 512.0, "seconds": 1.0}}
+    (tmp_path / "memory" / "memory.json").write_text(json.dumps(own))
+    row = next(r for r in summary.rows(tmp_path / "bench-quick") if r[0].startswith("peak RSS"))
+    assert row[1] == "0.50 GB (1x)" and row[3] == "`memory/memory.json`"
+    (tmp_path / "bench-quick" / "memory.json").write_text(json.dumps({**own, "1x": {**own["1x"], "peak_rss_mb": 1024.0}}))
+    row = next(r for r in summary.rows(tmp_path / "bench-quick") if r[0].startswith("peak RSS"))
+    assert row[1] == "1.00 GB (1x)" and row[3] == "`bench-quick/memory.json`"
 
 
 def test_the_gpu_row_reads_the_sharing_file_and_says_when_it_is_partial(tmp_path):
@@ -215,23 +240,31 @@ def test_the_gpu_row_reads_the_sharing_file_and_says_when_it_is_partial(tmp_path
     assert summary.rows(tmp_path / "bench-quick")[-1][1] == "10.0× the epochs/s of one trial — holds"
 
 
-def test_the_readme_latent_tables_are_the_ones_the_committed_runs_give(tmp_path):
-    """README's latent tables are `python -m benchmarks.summary <run> --latent|--variants` over the
-    committed files: the 3-seed table, the sets kept aside, and the variants the recipe was chosen from."""
+def test_the_latent_tables_in_docs_are_the_ones_the_committed_runs_give(tmp_path):
+    """docs/latent-recipe.md's tables are `python -m benchmarks.summary <run> --latent|--variants` over
+    the committed files: the 3-seed table, the sets kept aside, and the variants the recipe was chosen from."""
     from benchmarks import summary
-    from benchmarks.common import table
 
     results = _committed_results(tmp_path / "results")
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "latent-recipe.md").read_text()
     tables = {"latent-seeds": (summary.LATENT_HEADERS, summary.latent_rows),
               "latent-carryover": (summary.LATENT_HEADERS, summary.latent_rows),
               "latent-explore": (summary.VARIANT_HEADERS, summary.variant_rows)}
     for run, (headers, rows) in tables.items():
         found = rows(results / run)
         assert found, f"no committed results in benchmarks/results/{run}/"
-        assert table(headers, found) in readme, (
-            f"README lacks the table of benchmarks/results/{run}/: paste "
+        assert markdown_table(headers, found) in page, (
+            f"docs/latent-recipe.md lacks the table of benchmarks/results/{run}/: paste "
             f"`python -m benchmarks.summary {run} --{'variants' if run == 'latent-explore' else 'latent'}`")
+
+
+def test_readme_is_a_front_page_that_links_pages_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250, "README is the front page: move the detail into docs/"
+    linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)\)", readme))
+    assert {"docs/sweeps.md", "docs/benchmarks.md", "docs/latent-recipe.md", "docs/troubleshooting.md"} <= linked
+    # docs/cluster.md arrives with the SLURM/journal-storage work; every other link must resolve
+    assert [page for page in linked - {"docs/cluster.md"} if not (ROOT / page).exists()] == []
 
 
 def test_latent_rows_say_no_where_the_raw_series_win(tmp_path):
@@ -263,17 +296,17 @@ def test_variant_rows_never_average_runs_scored_by_different_svm_rules(tmp_path)
     assert [(r[0], r[3]) for r in rows] == [("TS2Vec fit_svm", "1, 2"), (summary.PREVIOUS_SVM_RULES, "0")]
 
 
-def test_the_readme_selection_tables_are_the_ones_the_committed_tables_give(tmp_path):
-    """README's "Selecting latents without labels" tables are `bench_selection --summarise` over the
+def test_the_selection_tables_in_docs_are_the_ones_the_committed_tables_give(tmp_path):
+    """docs/latent-recipe.md's "Selecting latents without labels" tables are `bench_selection --summarise` over the
     committed per-trial tables of benchmarks/results/latent-selection/."""
     from benchmarks import bench_selection
 
     folder = _committed_results(tmp_path / "results") / "latent-selection"
     summary = bench_selection.summarise(folder)
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "latent-recipe.md").read_text()
     assert summary["n_studies"] >= 1
-    assert bench_selection.render(summary) in readme and bench_selection.per_study_table(summary) in readme, (
-        "README lacks the tables of benchmarks/results/latent-selection/: paste "
+    assert bench_selection.render(summary) in page and bench_selection.per_study_table(summary) in page, (
+        "docs/latent-recipe.md lacks the tables of benchmarks/results/latent-selection/: paste "
         "`python -m benchmarks.bench_selection --summarise --run-name latent-selection`")
 
 

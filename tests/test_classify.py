@@ -220,8 +220,7 @@ def test_classification_objectives_need_the_classify_task(make_cfg):
 
 
 # -- sweeps --------------------------------------------------------------------------------------
-@pytest.mark.skipif(not (ROOT / "conf" / "hydra" / "sweeper" / "optuna.yaml").exists(),
-                    reason="the Optuna sweeper plugin is not on this branch")
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_classification_sweep_maximises_macro_f1(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(MPLBACKEND="Agg", GIT_PYTHON_REFRESH="quiet", PYTHONWARNINGS="ignore")

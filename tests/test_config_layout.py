@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
@@ -19,6 +20,7 @@ from latentsweep.tasks.pretrained import _schema_defaults
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_a_wrong_choice_lists_only_the_real_options():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run([sys.executable, str(ROOT / "train.py"), "model=nope"], capture_output=True, text=True,

@@ -31,6 +31,8 @@ from tests.hardening_kit import (
 )
 from tests.pg import pg_available, postgres_server
 
+pytestmark = pytest.mark.slow  # every test here runs train.py or a sweep in a subprocess
+
 # ~0.1 s per epoch on one thread: long enough to kill mid-run, short enough for CI.
 RUN = ["model=rnn_ae", "data.n_series=60", "data.shortest=20", "data.longest=60", "data.batch_size=16", "model.hidden_size=16",
        "model.latent_dim=4", "model.num_layers=2", "model.dropout=0.2", "trainer.patience=null",
@@ -248,7 +250,6 @@ def test_three_workers_on_one_sqlite_study(tmp_path):
     _assert_exact_unique(_three_workers(tmp_path, f"sqlite:///{tmp_path / 'shared' / 'optuna.db'}"))
 
 
-@pytest.mark.slow
 def test_three_workers_on_one_postgresql_study(tmp_path):
     reason = pg_available()
     if reason:
@@ -261,7 +262,7 @@ def test_three_workers_on_one_postgresql_study(tmp_path):
 
 # --- (d) the MLflow server dies mid-run ---------------------------------------------------------------
 
-@pytest.mark.slow
+
 def test_mlflow_server_down_mid_run_keeps_the_checkpoint_and_resume_completes(tmp_path):
     """What happens: the next metric write fails after Tracker._retry's 5 tries; the run stops with
     exit 1 and ONE line (TrackingError: the checkpoint is intact; resume with trainer.resume=true);

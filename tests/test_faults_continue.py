@@ -15,6 +15,8 @@ from optuna.trial import TrialState
 
 from tests.hardening_kit import ROOT, cli_env, run_cli
 
+pytestmark = pytest.mark.slow  # every test here runs train.py -m in a subprocess
+
 TINY = ["~search", "model=rnn_ae", "data.n_series=40", "data.shortest=10", "data.longest=20", "data.batch_size=16",
         "trainer.progress=false", "trainer.num_threads=1", "tracking.enabled=false"]
 

@@ -137,6 +137,7 @@ def _sweep_fails(stored, cwd, *args, pattern):
     return result, line
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_unknown_sampler(stored, tmp_path):
     result, _ = _sweep_fails(stored, tmp_path, "hydra/sweeper/sampler=foo",
                              pattern="Could not find 'hydra/sweeper/sampler/foo'")
@@ -166,6 +167,7 @@ SWEEP_STORAGE_CASES = {
 }
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 @pytest.mark.parametrize("case", sorted(SWEEP_STORAGE_CASES))
 def test_bad_sweep_storage_or_setting(case, stored, tmp_path):
     reason = pg_available()
@@ -177,6 +179,7 @@ def test_bad_sweep_storage_or_setting(case, stored, tmp_path):
     assert "Traceback" not in result.stderr, result.stderr[-3000:]  # the sweeper prints `error: ...` too
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_read_only_study_storage(stored, tmp_path):
     with read_only(stored["study_db"]):
         result, line = _sweep_fails(stored, tmp_path, f"hydra.sweeper.storage={stored['storage']}",

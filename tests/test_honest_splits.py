@@ -114,6 +114,7 @@ def test_test_series_never_reach_training_or_selection(make_cfg, mlflow_uri, tmp
     assert wild == honest  # bit for bit: TEST took no part
 
 
+@pytest.mark.slow  # end to end: train, then analyze or load through the MLflow registry
 def test_analyze_scores_on_official_test_and_latents_say_which_split(make_cfg, mlflow_uri, tmp_path):
     folder = write_problem(tmp_path / "ucr")
     train(make_cfg(_overrides(folder), tiny=False))

@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "latentsweep.parallel": set(),
     "latentsweep.threads": {"latentsweep.parallel"},
     "latentsweep.figures": set(),
+    "latentsweep.tables": set(),  # the one markdown-table renderer (tabulate)
     "latentsweep.cli": {"latentsweep.errors"},
     "latentsweep.choices": set(),  # allowed values checked by schemas and used by data and models
     "latentsweep.config": {"latentsweep.choices", "latentsweep.errors", "latentsweep.parallel"},
@@ -32,7 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "latentsweep.model_files": {"latentsweep.build"},
     "latentsweep.tracking": {"latentsweep.data", "latentsweep.errors", "latentsweep.model_files"},
     "latentsweep.analysis": {"latentsweep.data", "latentsweep.errors", "latentsweep.figures",
-                             "latentsweep.models"},
+                             "latentsweep.models", "latentsweep.tables"},
     "latentsweep.objectives": {"latentsweep.analysis", "latentsweep.errors"},
     # the run side of tasks: the pipeline's hooks and task.pretrained
     "latentsweep.tasks.setup": {"latentsweep.build", "latentsweep.config", "latentsweep.data",
@@ -50,7 +51,7 @@ ALLOWED: dict[str, set[str]] = {
                                  "latentsweep.errors", "latentsweep.figures", "latentsweep.loading",
                                  "latentsweep.tracking", "latentsweep.training"},
     "latentsweep.sweeps": {"latentsweep.cli", "latentsweep.errors", "latentsweep.objectives",
-                           "latentsweep.parallel", "latentsweep.tracking"},
+                           "latentsweep.parallel", "latentsweep.tables", "latentsweep.tracking"},
     "hydra_plugins.latentsweep_sweeper": {"latentsweep.sweeps"},
     "latentsweep": set(),  # the package's __init__: a docstring and a version
 }

@@ -21,6 +21,8 @@ from optuna.trial import TrialState
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+pytestmark = pytest.mark.slow  # every test here runs a Hydra app in a subprocess
+
 APP = '''
 import json
 

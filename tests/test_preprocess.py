@@ -81,6 +81,7 @@ def test_models_saved_without_preprocess_get_their_input_as_given(caplog, monkey
 @pytest.mark.parametrize("extra", [["data.normalize=global"],
                                    ["data.normalize=minmax", "data.fixed_length=16"]],
                          ids=["global", "minmax-fixed_length"])
+@pytest.mark.slow  # end to end: train, then analyze or load through the MLflow registry
 def test_registered_pyfunc_takes_raw_series(extra, make_cfg, mlflow_uri, monkeypatch):
     # models:/ URIs resolve against the registry URI; set_registry_uri is process-global (and
     # MlflowClient prefers it over its tracking_uri), so set it here and have monkeypatch undo it
@@ -109,6 +110,7 @@ def test_registered_pyfunc_takes_raw_series(extra, make_cfg, mlflow_uri, monkeyp
     np.testing.assert_allclose(direct, expected, atol=1e-5)
 
 
+@pytest.mark.slow  # end to end: train, then analyze or load through the MLflow registry
 def test_registered_classifier_predicts_class_names_and_probabilities(make_cfg, mlflow_uri, monkeypatch):
     """A `-classify` model's pyfunc answers the question a classifier is for: which class, how sure."""
     import pandas as pd

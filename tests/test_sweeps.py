@@ -75,6 +75,7 @@ def main_study(tmp_path_factory):
             "client": MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")}
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_sweep_runs_the_requested_trials_and_reports(main_study):
     first = main_study["after_first"]
     assert [n for n, _, _ in first] == [0, 1, 2]
@@ -89,6 +90,7 @@ def test_sweep_runs_the_requested_trials_and_reports(main_study):
     assert (Path(main_study["cwd"]) / "sweeps" / "optuna.db").exists()  # the relative default
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_same_command_again_adds_nothing_and_raising_n_trials_continues(main_study):
     assert main_study["after_again"] == 3
     trials = main_study["study"].trials
@@ -96,6 +98,7 @@ def test_same_command_again_adds_nothing_and_raising_n_trials_continues(main_stu
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_hopeless_trials_are_pruned_early(main_study):
     new = main_study["study"].trials[3:]
     pruned = [t for t in new if t.state == TrialState.PRUNED]
@@ -107,6 +110,7 @@ def test_hopeless_trials_are_pruned_early(main_study):
         assert run.data.tags.get("pruned") == "true" and run.info.status == "KILLED"
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_mlflow_parent_run_per_study_with_nested_trials(main_study):
     client, study = main_study["client"], main_study["study"]
     exp = client.get_experiment_by_name("latentsweep")
@@ -124,6 +128,7 @@ def test_mlflow_parent_run_per_study_with_nested_trials(main_study):
     assert {"figures/optimization_history.png", "figures/intermediate_values.png"} <= figures
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_registered_best_model_loads_and_reproduces_its_validation_loss(main_study, monkeypatch):
     client, study = main_study["client"], main_study["study"]
     uri = f"sqlite:///{main_study['cwd'] / 'mlruns' / 'mlflow.db'}"
@@ -155,6 +160,7 @@ def test_registered_best_model_loads_and_reproduces_its_validation_loss(main_stu
     np.testing.assert_allclose(latents, expected, atol=1e-5)
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_diverging_trials_fail_and_the_sweep_goes_on_until_the_failure_rate(tmp_path):
     # normalize=none + huge noise: the squared error overflows float32 -> DivergedError in epoch 0
     bad = ["data.normalize=none", "data.noise=1e20", "model.cell=choice(gru,lstm)", "trainer.max_epochs=1",
@@ -169,6 +175,7 @@ def test_diverging_trials_fail_and_the_sweep_goes_on_until_the_failure_rate(tmp_
     assert len(load(tmp_path, "nan").trials) == 4  # stopped once the rate was judged, not at 8
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_two_workers_share_one_study(tmp_path):
     common = ["'optimizer.lr=tag(log, interval(1e-3, 3e-2))'".strip("'"), "model.cell=choice(gru,lstm)",
               "trainer.max_epochs=1", "hydra.sweeper.n_trials=4"]
@@ -192,6 +199,7 @@ def test_two_workers_share_one_study(tmp_path):
     assert sorted(int(r.data.tags["optuna_trial"]) for r in children) == [0, 1, 2, 3]
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_a_killed_sweeps_trial_continues_when_stale_and_the_rerun_finishes_the_study(tmp_path):
     common = ["model.cell=choice(gru,lstm)", "tracking.enabled=false", "hydra.sweeper.heartbeat_interval=1"]
     proc = run_sweep(tmp_path, *common, "hydra.sweeper.n_trials=2", "trainer.max_epochs=500", "trainer.patience=null",
@@ -222,6 +230,7 @@ def test_a_killed_sweeps_trial_continues_when_stale_and_the_rerun_finishes_the_s
     assert [t.number for t in trials] == [0, 1] and trials[1].state == TrialState.COMPLETE
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_several_objectives_give_a_pareto_front(tmp_path):
     rc, out, _ = run_sweep(tmp_path, "objective=[val_loss,latent_dim]", "model.latent_dim=choice(2,4)",
                            "trainer.max_epochs=1", "tracking.enabled=false", "hydra.sweeper.n_trials=2")
@@ -272,6 +281,7 @@ def test_optuna_sweeper_config_is_ours_and_single_runs_ignore_the_space(make_cfg
     assert sweeper.max_failure_rate == 0.5 and sweeper.pruner.name == "successive_halving"
 
 
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_joblib_workers_take_the_next_trial_as_soon_as_they_are_free(tmp_path):
     """`make sweep`'s launcher does not wait for the slowest trial of a batch (sweeps/launching.py):
     a short trial's worker starts the next trial while a long one still runs."""

@@ -10,7 +10,7 @@ direction; sweeps read the direction from here so `objective=...` is the only sw
 - With `task=classify`: `val_macro_f1`, `val_accuracy` (maximised).
 - `silhouette@<k>`: k-means with k clusters (default k: the number of classes).
 - `label_free` (maximised): a score of the TRAIN latents that never reads a label, for unlabelled
-  series (`analysis.labelfree`; which score was measured against labelled sets: README,
+  series (`analysis.labelfree`; which score was measured against labelled sets: docs/latent-recipe.md,
   "Selecting latents without labels"). Every run also logs each candidate score as
   `label_free.<name>`, beside the objective.
 - `a|b`: `a` when the data has what `a` needs (labels, or a k), else `b`: the recipe's

@@ -1,10 +1,10 @@
-"""How trials share a machine: jobs per sweep, a GPU and CPU threads per job.
+"""How trials share a machine: parallel trials per sweep, and the GPU each trial trains on.
 
 Small autoencoders leave a modern GPU idle, waiting on kernel launches; several trial processes
 on one GPU fill it (`make gpu-check` measures by how much: benchmarks/results/gpu-check/
 sharing.json). So on a CUDA box a sweep runs `trials_per_gpu` trial processes per visible GPU,
-round-robin by job number; on a CPU box as many trials as there are
-cores (each with one thread, as one thread per trial beat sharing cores in our CPU runs).
+each new trial on the least-loaded GPU (`GpuSlots`); on a CPU box as many trials as there are
+cores. Each trial's CPU threads follow `latentsweep.threads`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ DEFAULT_TRIALS_PER_GPU = 16
 @dataclass(frozen=True)
 class JobPlan:
     n_jobs: int
-    threads_per_job: int
     n_gpus: int
 
 
@@ -44,18 +43,13 @@ def available_cores() -> int:
 
 def plan_jobs(n_gpus: int | None = None, cores: int | None = None,
               trials_per_gpu: int = DEFAULT_TRIALS_PER_GPU) -> JobPlan:
-    """Parallel trials and CPU threads per trial for this machine."""
+    """Parallel trials for this machine."""
     n_gpus = visible_gpus() if n_gpus is None else n_gpus
     cores = available_cores() if cores is None else cores
     if trials_per_gpu < 1:
         raise ValueError(f"sweep.trials_per_gpu must be >= 1, got {trials_per_gpu}")
     n_jobs = n_gpus * trials_per_gpu if n_gpus > 0 else max(1, cores)
-    return JobPlan(n_jobs=n_jobs, threads_per_job=max(1, cores // n_jobs), n_gpus=n_gpus)
-
-
-def device_for_job(job_num: int, n_gpus: int) -> str:
-    """Round-robin: job k runs on GPU k mod n_gpus; CPU when there is none."""
-    return f"cuda:{job_num % n_gpus}" if n_gpus > 0 else "cpu"
+    return JobPlan(n_jobs=n_jobs, n_gpus=n_gpus)
 
 
 def register_resolvers() -> None:
@@ -80,7 +74,7 @@ def least_loaded_gpu(trials_on: list[int]) -> int:
 class GpuSlots:
     """Where each running trial trains, for trials handed out as workers free up.
 
-    `job number mod GPUs` (`device_for_job`) only balances batches that start and end together:
+    `job number mod GPUs` only balances batches that start and end together:
     once trials end in any order, a new job can land on a GPU that is already full while another
     idles. Placing each new trial on the least-loaded GPU keeps at most ceil(running / GPUs)
     trials on any GPU, so never more than `trials_per_gpu` with `trials_per_gpu` x GPUs workers.

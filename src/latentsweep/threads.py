@@ -3,7 +3,7 @@
 Why: torch's default is one OpenMP thread per core. Two runs with the defaults on 2 cores each
 start 2 threads that spin against the other run's, and both slowed down 8-15x in our runs
 (issue 21: 18-33 s per epoch instead of 2.2 s). The rule, from `benchmarks/bench_sharing.py`
-(figures in benchmarks/results/sharing.json, README "Speed on a shared machine"):
+(figures in benchmarks/results/bench-quick/sharing.json, docs/shared-machine.md):
 
 - each run gets its share of the cores, cores // runs on this machine, so runs never hold more
   threads than there are cores between them;

@@ -3,7 +3,7 @@
 Each score reads a feature matrix (the TRAIN latents: train + validation rows) and, for
 trustworthiness, the same series' raw features; none of them ever sees a label, so they work on
 the unlabelled data the tool was made for. `benchmarks/bench_selection.py` measures how well each
-predicts the TEST scores that labels would give (README, "Selecting latents without labels").
+predicts the TEST scores that labels would give (docs/latent-recipe.md, "Selecting latents without labels").
 
 - `rankme`: the effective rank of the latents (Garrido et al. 2023, "RankMe"): exp of the entropy
   of the normalised singular values. A latent that spreads the series over many directions keeps
@@ -40,7 +40,7 @@ from .metrics import (
 )
 
 CANDIDATES = ("rankme", "trustworthiness", "stability", "silhouette")
-LABEL_FREE_SCORE = "trustworthiness"  # what `objective=label_free` selects on (README: measured)
+LABEL_FREE_SCORE = "trustworthiness"  # what `objective=label_free` selects on (docs/latent-recipe.md: measured)
 MAX_ROWS = 2000  # scores on at most this many series (trustworthiness and k-means grow with n)
 NEIGHBOURS = 5  # trustworthiness: scikit-learn's default neighbourhood
 RESAMPLES = 10  # stability: resamples of RESAMPLE_SHARE of the series

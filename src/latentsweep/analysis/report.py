@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from .. import tables
 from ..figures import plt  # pyplot with the headless Agg backend already selected
 from .metrics import ClusterScores, ProbeResult, is_collapsed, standardize
 from .svm import SVMResult
@@ -150,6 +151,5 @@ def comparison_rows(clusters: Mapping[str, Mapping[str, ClusterScores]],
 
 
 def markdown_table(rows: Sequence[tuple[str, Mapping[str, float | None]]], columns: Sequence[str]) -> str:
-    lines = ["| metric | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    lines += [f"| {name} | " + " | ".join(_fmt(values.get(c)) for c in columns) + " |" for name, values in rows]
-    return "\n".join(lines)
+    return tables.markdown_table(["metric", *columns],
+                                 [[name, *(_fmt(values.get(c)) for c in columns)] for name, values in rows])

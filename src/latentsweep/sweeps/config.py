@@ -18,7 +18,7 @@ from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 class PrunerConf:
     """Which Optuna pruner stops hopeless trials; built by `sweeps.pruners.make_pruner`."""
 
-    name: str = "successive_halving"  # successive_halving | median | hyperband | none (README: why)
+    name: str = "successive_halving"  # successive_halving | median | hyperband | none (docs/sweeps.md: why)
     n_startup_trials: int = 4  # median: trials that always run to the end first
     n_warmup_steps: int = 1  # median: epochs before a trial may be pruned
     interval_steps: int = 1

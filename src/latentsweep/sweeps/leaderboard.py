@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from ..tables import markdown_table
 from .families import family_of, plain_params
 
 COLUMNS = ["rank", "family", "objective", "trial", "epochs", "wall_s", "complete", "pruned", "failed",
@@ -67,17 +68,8 @@ def winner(board: pd.DataFrame) -> str | None:
 
 def markdown(board: pd.DataFrame, objective: str, budget: str) -> str:
     """The table as markdown, headed by what was optimised and on which budget."""
-    def cell(value: Any) -> str:
-        if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-            return "-"
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return str(value).replace("|", "\\|")
-
-    head = "| " + " | ".join(COLUMNS) + " |"
-    lines = [f"objective: {objective} ({budget})", "", head, "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(row[c]) for c in COLUMNS) + " |" for _, row in board.iterrows()]
-    return "\n".join(lines) + "\n"
+    rows = [[None if pd.isna(row[c]) else row[c] for c in COLUMNS] for _, row in board.iterrows()]
+    return f"objective: {objective} ({budget})\n\n{markdown_table(COLUMNS, rows)}\n"
 
 
 def best_so_far_figure(trials: Sequence[FrozenTrial], families: Sequence[str], direction: str, objective: str):

@@ -2,20 +2,20 @@
 
 SQLite is shared by the sweeper and every parallel job, so connections wait on a lock (busy
 timeout) instead of failing with "database is locked"; the ask step is serialised with a file lock
-so several sweeps on one SQLite study never overshoot `n_trials`.
+(`filelock`: flock on POSIX, msvcrt on Windows) so several sweeps on one SQLite study never
+overshoot `n_trials`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
-import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+from filelock import FileLock
 
 from ..errors import ConfigError
 
@@ -49,8 +49,14 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for logs, tags and params."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", str(url))
+    """The URL without its password, for logs, tags and params (SQLAlchemy's own rendering)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(str(url)).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL SQLAlchemy reads: show none of it, it may hold a password
+        return "<unreadable storage URL>"
 
 
 def make_storage(url: str, heartbeat_interval: int | None = None,
@@ -87,18 +93,14 @@ def make_storage(url: str, heartbeat_interval: int | None = None,
 def ask_lock(url: str) -> Iterator[None]:
     """Serialise count-then-ask across processes sharing one study.
 
-    SQLite: an flock on a file beside the database. PostgreSQL: a session advisory lock, so
+    SQLite: a file lock beside the database. PostgreSQL: a session advisory lock, so
     workers on many machines never overshoot `n_trials` or race to create the schema. Other
     servers: no lock (a few extra trials are possible when workers ask at the same instant).
     """
     path = sqlite_path(url)
     if path is not None:
-        with open(str(path) + ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with FileLock(str(path) + ".lock"):
+            yield
         return
     if url.startswith("postgresql"):
         from sqlalchemy import text
