@@ -9,7 +9,8 @@ grid handling. Added here:
   trial id and the pruner as `++sweep.*` overrides and reports val_loss every epoch (`sweeps.trial`);
 - job results mapped to COMPLETE / PRUNED / FAIL (reason kept as the trial's `fail_reason`);
 - `n_trials` is the study's target total: a rerun runs only what is missing (resume);
-- trials handed to the joblib launcher one per free worker, told as each ends (`sweeps.launching`);
+- trials handed to the joblib launcher one per free worker, told as each ends (`sweeps.launching`),
+  and to submitit (SLURM) one job per trial the same way (`sweeps.submitit_jobs`);
 - a parent MLflow run per study with nested trial runs; at the end (`sweeps.summary`) figures and
   the best model registered; sweepers sharing a study share it, and the last one to finish ends it;
 - `model=choice(a,b,...)`: a family sweep, one conditional space over the families (`sweeps.families`),
@@ -45,7 +46,7 @@ from ..objectives import objective_names
 from ..parallel import GpuSlots, visible_gpus
 from ..tracking.store import resolve_tracking_uri
 from ..tracking.sweep_runs import find_trial_run, finish_sweep_run, sweep_parent_run
-from . import continuation, failures, launching, spaces
+from . import continuation, failures, launching, spaces, submitit_jobs
 from . import families as fam
 from .heartbeat import Heartbeat
 from .pruners import make_pruner
@@ -176,7 +177,9 @@ class LatentSweepImpl(SweepSummary, OptunaSweeperImpl):
         return dists, fixed, fixed_overrides, deferred, extender
 
     def _parallelism(self) -> int:
-        return 1 if type(self.launcher).__name__ == "BasicLauncher" else max(1, self.n_jobs)
+        """Trials sharing this machine's cores (a SLURM job has its own allocation)."""
+        own_node = type(self.launcher).__name__ in ("BasicLauncher", "SlurmLauncher")
+        return 1 if own_node else max(1, self.n_jobs)
 
     def _model_name(self) -> str:
         if self.family_search is not None:
@@ -365,7 +368,9 @@ class LatentSweepImpl(SweepSummary, OptunaSweeperImpl):
                 yield job(trial._trial_id, trial_line(line, trial._trial_id, trial.number)
                           + ([f"++trainer.checkpoint_dir={_quote(checkpoint)}"] if checkpoint else []))
 
-        if launching.runs_as_ready(self.launcher):
+        if submitit_jobs.is_submitit(self.launcher):  # SLURM: one job per trial, as slots free up
+            results = submitit_jobs.launch(self.launcher, jobs(), self.n_jobs)
+        elif launching.runs_as_ready(self.launcher):
             results = launching.launch_as_ready(self.launcher, jobs())
         else:
             results = launching.launch_in_batches(self.launcher, jobs(), self.n_jobs)
