@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -127,7 +128,9 @@ def open_remote(url: str, heartbeat_interval: int | None = None, grace_period: i
         except ImportError as exc:
             raise ConfigError("the gRPC storage needs grpcio — pip install 'latentsweep[grpc]'") from exc
         host, port = grpc_address(url)
-        storage = HeartbeatGrpcStorageProxy(host=host, port=port)
+        with warnings.catch_warnings():  # "experimental" since Optuna 4.2: we pin and test it
+            warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+            storage = HeartbeatGrpcStorageProxy(host=host, port=port)
         try:
             storage.wait_server_ready(timeout=GRPC_CONNECT_TIMEOUT_S)
         except ConnectionError as exc:
