@@ -155,7 +155,7 @@ SUBMITIT = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "h
 @pytest.mark.slow
 def test_a_submitit_sweep_runs_every_trial_as_a_nested_run_and_registers_the_best(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    rc, out, err = _finish(_popen(tmp_path, *SUBMITIT, *SPACE, "trainer.max_epochs=1", "hydra.sweeper.n_jobs=2",
+    rc, out, err = _finish(_popen(tmp_path, *SUBMITIT, *SPACE, "trainer.max_epochs=1", "hydra.sweeper.n_jobs=4",
                                   "hydra.sweeper.n_trials=4", "hydra.sweeper.register_best=true",
                                   f"tracking.uri={uri}"))
     assert rc == 0, err[-3000:]

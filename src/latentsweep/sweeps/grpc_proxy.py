@@ -24,8 +24,11 @@ log = logging.getLogger("latentsweep.sweeps")
 def serve(storage_url: str, host: str = "0.0.0.0", port: int = 13000) -> None:
     """Serve `storage_url` over gRPC until killed."""
     url = normalize_url(storage_url)
-    if url.startswith(("grpc://", "journal://")):
-        raise ConfigError(f"--storage {url}: the proxy fronts a database — give a postgresql:// (or sqlite:///) URL")
+    if not url.startswith(("postgresql", "mysql")):
+        # the sweepers' ask lock (sweeps.token_lock) needs the row locks of a database server:
+        # behind a proxy, SQLite lets two workers take one token
+        raise ConfigError(f"--storage {redact(url)}: the proxy fronts a database server — give a "
+                          "postgresql://user:pw@host/db (or mysql://) URL")
     storage = optuna.storages.get_storage(url)
     log.info("Optuna gRPC proxy for %s on %s:%d", redact(url), host, port)
     optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
