@@ -33,7 +33,7 @@ from .common import ROOT, save_results, set_run, table
 
 WORKERS = 8
 TRIALS_PER_WORKER = int(os.environ.get("BENCH_STORAGE_TRIALS", 25))
-STUDY = "bench"  # one study per measurement: bench-plain, bench-sweeper
+STUDY = "bench"
 
 
 def _worker(url: str, name: str, locked: bool, seed: int, barrier, results) -> None:
@@ -111,7 +111,8 @@ def run() -> dict:
             print(f"no PostgreSQL ({pg}): the gRPC proxy and PostgreSQL rows are left out")
         for label, url in storages.items():
             for locked in (False, True):
-                result = measure(url, locked, f"{STUDY}-{'sweeper' if locked else 'plain'}")
+                # a study per measurement (the proxy and PostgreSQL direct share one database)
+                result = measure(url, locked, f"{STUDY}-{len(rows)}")
                 figures[f"{label} | {'sweeper' if locked else 'plain'}"] = result
                 rows.append([label, "count + ask under ask_lock, tell" if locked else "ask, tell",
                              result["median_ms"], result["p90_ms"], result["trials_per_s"]])
