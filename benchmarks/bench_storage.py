@@ -29,7 +29,7 @@ from collections.abc import Iterator
 
 import optuna
 
-from .common import ROOT, save_results, set_run, table
+from .common import ROOT, save_results, set_run
 
 WORKERS = 8
 TRIALS_PER_WORKER = int(os.environ.get("BENCH_STORAGE_TRIALS", 25))
@@ -99,7 +99,7 @@ def run() -> dict:
     sys.path.insert(0, str(ROOT))
     from tests.pg import pg_available, postgres_server
 
-    rows, figures = [], {}
+    figures = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         pg = pg_available()  # None: a server can be started
         storages = {"SQLite file": f"sqlite:///{tmp}/optuna.db", "journal file": f"journal://{tmp}/study.log"}
@@ -112,16 +112,25 @@ def run() -> dict:
         for label, url in storages.items():
             for locked in (False, True):
                 # a study per measurement (the proxy and PostgreSQL direct share one database)
-                result = measure(url, locked, f"{STUDY}-{len(rows)}")
+                result = measure(url, locked, f"{STUDY}-{len(figures)}")
                 figures[f"{label} | {'sweeper' if locked else 'plain'}"] = result
-                rows.append([label, "count + ask under ask_lock, tell" if locked else "ask, tell",
-                             result["median_ms"], result["p90_ms"], result["trials_per_s"]])
-    print(table(["storage", "per trial", "median ms", "p90 ms", "trials/s (8 workers)"], rows))
     payload = {"workers": WORKERS, "trials_per_worker": TRIALS_PER_WORKER, "sampler": "RandomSampler",
                "postgresql": pg or "tests/pg.py throwaway server, fsync=off", "load_average_at_end": os.getloadavg(),
                "results": figures}
     save_results("storage", payload)
+    print(docs_table(payload))
     return payload
+
+
+def docs_table(payload: dict) -> str:
+    """The table of docs/cluster.md (tests/test_cluster.py checks it is the committed results')."""
+    rows = []
+    for key, result in payload["results"].items():
+        label, mode = key.split(" | ")
+        rows.append(f"| {label} | {'ask, tell' if mode == 'plain' else 'count + ask under the ask lock, tell'} | "
+                    f"{result['median_ms']:.0f} | {result['p90_ms']:.0f} | {result['trials_per_s']:.1f} |")
+    return "\n".join(["| storage | per trial | median ms | p90 ms | trials/s, 8 workers together |",
+                      "|---|---|---|---|---|", *rows])
 
 
 if __name__ == "__main__":

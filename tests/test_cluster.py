@@ -206,3 +206,14 @@ def test_a_killed_submitit_job_continues_its_trial_from_its_checkpoint(tmp_path)
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["continued"] == 1
     assert sorted(trial.intermediate_values) == list(range(epochs))
     assert "continuing trial 0 (attempt 2) from epoch" in out + err
+
+
+def test_the_docs_latency_table_is_the_committed_benchmarks():
+    import json
+
+    from benchmarks.bench_storage import docs_table
+
+    root = Path(__file__).resolve().parents[1]
+    results = json.loads((root / "benchmarks" / "results" / "cluster" / "storage.json").read_text())
+    assert docs_table(results) in (root / "docs" / "cluster.md").read_text(), \
+        "docs/cluster.md's table differs from benchmarks/results/cluster/storage.json: paste docs_table's"
