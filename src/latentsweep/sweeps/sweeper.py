@@ -304,8 +304,8 @@ class LatentSweepImpl(SweepSummary, OptunaSweeperImpl):
         status, stop = "FINISHED", False  # stop: ask no more trials (the failure rate was exceeded)
         gpus = visible_gpus() if str(cfg.trainer.get("device", "auto")) == "auto" else 0
         # several GPUs: each trial trains on the least-loaded one, i.e. the GPU of the trial that just
-        # ended (one GPU: `auto` already picks it)
-        slots = GpuSlots(gpus) if gpus > 1 else None
+        # ended (one GPU: `auto` already picks it; a SLURM job has its own GPUs)
+        slots = GpuSlots(gpus) if gpus > 1 and self._parallelism() > 1 else None
 
         def trial_line(line: Sequence[str], trial_id: int, number: int) -> list[str]:
             return (list(line) + per_job + [f"++sweep.trial_id={trial_id}", f"++sweep.trial_number={number}"]
