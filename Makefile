@@ -12,7 +12,7 @@ PORT   ?= 5000
 HOST   := 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast lint train sweep analyze ui dashboard ucr-data bench bench-quick gpu-check gpu-baseline gpu-wheels clean
+.PHONY: help install test test-fast lint train sweep analyze ui dashboard ucr-data bench bench-quick bench-storage gpu-check gpu-baseline gpu-wheels clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-quick: ## benchmarks sized for 2 CPU cores (11-15 min: 14.4 in the last ru
 
 bench: ## full benchmarks (sized for a GPU box); figures -> benchmarks/results/bench/
 	$(PY) -m benchmarks.run
+
+bench-storage: ## ask-and-tell latency of 8 workers on SQLite, journal file, gRPC proxy, PostgreSQL (4.4 min here) -> benchmarks/results/cluster/
+	$(PY) -m benchmarks.bench_storage
 
 gpu-check: ## CUDA tests + trials-per-GPU table (needs a CUDA GPU, < 5 min; fails without one)
 	$(PY) -m benchmarks.gpu_check --require-cuda && $(PY) -m pytest -q -m gpu tests && $(PY) -m benchmarks.gpu_check

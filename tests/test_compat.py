@@ -110,3 +110,34 @@ def test_job_return_keeps_the_exception_of_a_failed_job_in_return_value():
     assert ret._return_value is error
     with pytest.raises(ValueError):
         ret.return_value  # noqa: B018 - the public property re-raises; the sweeper needs the exception itself
+
+
+def test_the_submitit_launcher_is_the_pinned_one_and_has_what_submitit_jobs_reads():
+    """sweeps/submitit_jobs.py submits one job per trial through the upstream launcher's settings:
+    its `_EXECUTOR`, `params`, `__call__` (the job body) and `config.BaseQueueConf`."""
+    pinned = re.search(r'slurm = \["hydra-submitit-launcher==([^"]+)"\]', PYPROJECT.read_text()).group(1)
+    assert version("hydra-submitit-launcher") == pinned
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
+
+    assert (LocalLauncher._EXECUTOR, SlurmLauncher._EXECUTOR) == ("local", "slurm")
+    assert "submitit_folder" in OmegaConf.structured(BaseQueueConf)
+    assert LocalLauncher(submitit_folder="x", timeout_min=1).params == {"submitit_folder": "x", "timeout_min": 1}
+    assert list(inspect.signature(LocalLauncher.__call__).parameters) == [
+        "self", "sweep_overrides", "job_dir_key", "job_num", "job_id", "singleton_state"]
+    from submitit.core.core import Job
+
+    assert isinstance(Job._results_timeout_s, (int, float))
+
+
+def test_optuna_heartbeat_interface_the_remote_storages_implement():
+    """sweeps/remote_storage.py gives the journal and gRPC storages Optuna's `BaseHeartbeat`."""
+    from optuna.storages._heartbeat import BaseHeartbeat, is_heartbeat_enabled
+
+    from latentsweep.sweeps.remote_storage import HeartbeatJournalStorage
+
+    abstract = {name for name in dir(BaseHeartbeat) if getattr(getattr(BaseHeartbeat, name), "__isabstractmethod__", False)}
+    assert abstract == {"record_heartbeat", "_get_stale_trial_ids", "get_heartbeat_interval",
+                        "get_heartbeat_stale_trial_callback"}
+    assert not HeartbeatJournalStorage.__abstractmethods__
+    assert callable(is_heartbeat_enabled)

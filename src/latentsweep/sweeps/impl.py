@@ -8,7 +8,8 @@ Reused from upstream (hydra_plugins.hydra_optuna_sweeper): sampler instantiation
 - a study created with a pruner, in an RDB storage with heartbeats; each job gets the study, its
   trial id and the pruner as `++sweep.*` overrides and reports val_loss every epoch (`sweeps.trial`);
 - `n_trials` is the study's target total: a rerun runs only what is missing (resume);
-- trials handed to the joblib launcher one per free worker, told as each ends (`sweeps.launching`);
+- trials handed to the joblib launcher one per free worker, told as each ends (`sweeps.launching`),
+  and to submitit (SLURM) one job per trial the same way (`sweeps.submitit_jobs`);
 - a parent MLflow run per study with nested trial runs; at the end (`sweeps.summary`) figures and
   the best model registered; sweepers sharing a study share it, and the last one to finish ends it;
 - `model=choice(a,b,...)`: a family sweep, one conditional space over the families (`sweeps.families`),
@@ -177,7 +178,9 @@ class LatentSweepImpl(SweepSummary, OptunaSweeperImpl):
         return study
 
     def _parallelism(self) -> int:
-        return 1 if type(self.launcher).__name__ == "BasicLauncher" else max(1, self.n_jobs)
+        """Trials sharing this machine's cores (a SLURM job has its own allocation)."""
+        own_node = type(self.launcher).__name__ in ("BasicLauncher", "SlurmLauncher")
+        return 1 if own_node else max(1, self.n_jobs)
 
     def _model_name(self) -> str:
         if self.family_search is not None:
@@ -269,8 +272,9 @@ class LatentSweepImpl(SweepSummary, OptunaSweeperImpl):
                     ask=self._ask, configure=self._configure, overrides_of=self._overrides_of,
                     per_job=self._per_job(url, study.study_name, parent, uri),
                     checkpoint_root=str(cfg.hydra.sweep.dir) if keep_checkpoints else None,
-                    # several GPUs: each trial trains on the least-loaded one (one GPU: `auto` picks it)
-                    slots=GpuSlots(gpus) if gpus > 1 else None,
+                    # several GPUs: each trial trains on the least-loaded one (one GPU: `auto` picks it;
+                    # a SLURM job has its own GPUs)
+                    slots=GpuSlots(gpus) if gpus > 1 and self._parallelism() > 1 else None,
                     end_first_attempt=functools.partial(self._end_first_attempt_run, uri, parent) if parent
                     else (lambda number: None),
                     find_run=functools.partial(find_trial_run, uri, parent) if parent else None)
@@ -279,10 +283,12 @@ class LatentSweepImpl(SweepSummary, OptunaSweeperImpl):
     def _run(self, scheduler: Scheduler, storage: Any, url: str, uri: str | None, parent: str | None) -> None:
         """Launch the scheduler's jobs and record their results; whatever happens, release the
         trials still held and end the sweep (`_finish`)."""
-        from . import launching
+        from . import launching, submitit_jobs
 
         state, study = scheduler.state, scheduler.plan.study
-        if launching.runs_as_ready(self.launcher):
+        if submitit_jobs.is_submitit(self.launcher):  # SLURM: one job per trial, as slots free up
+            results = submitit_jobs.launch(self.launcher, scheduler.jobs(), self.n_jobs)
+        elif launching.runs_as_ready(self.launcher):
             results = launching.launch_as_ready(self.launcher, scheduler.jobs())
         else:
             results = launching.launch_in_batches(self.launcher, scheduler.jobs(), self.n_jobs)

@@ -6,8 +6,9 @@ pruner did not stop) while the other workers idle; on a GPU box with 16 trials p
 most of a batch's time. With the joblib launcher (`make sweep`'s `trials`) we keep its worker
 processes (loky's reusable executor, which joblib itself uses) and its job runner, but submit one
 job per free worker: the next trial is asked only when a worker can take it, and each result is
-told to Optuna as soon as it is done, so a pruned trial frees its worker at once. Any other
-launcher (basic, submitit/SLURM, ...) keeps the batches. A worker that dies (killed for memory)
+told to Optuna as soon as it is done, so a pruned trial frees its worker at once. The submitit
+launchers (SLURM) get the same, one job per trial (`sweeps.submitit_jobs`). Any other launcher
+(basic, ...) keeps the batches. A worker that dies (killed for memory)
 breaks loky's pool: the trials running in it fail, and the next job gets a fresh pool.
 """
 

@@ -1,4 +1,5 @@
-"""Where studies live: an RDB storage (SQLite by default, PostgreSQL/MySQL alike) with heartbeats.
+"""Where studies live: an RDB storage (SQLite by default, PostgreSQL/MySQL alike) with heartbeats,
+or beyond one machine a journal file or Optuna's gRPC proxy (`sweeps.remote_storage`).
 
 SQLite is shared by the sweeper and every parallel job, so connections wait on a lock (busy
 timeout) instead of failing with "database is locked"; the ask step is serialised with a file lock
@@ -18,6 +19,8 @@ import optuna
 from filelock import FileLock
 
 from ..errors import ConfigError
+from .remote_storage import is_remote, normalize_remote, open_remote, shared_client
+from .token_lock import token_lock
 
 SQLITE = "sqlite:///"
 SQLITE_BUSY_TIMEOUT_S = 120
@@ -30,6 +33,8 @@ def normalize_url(url: str) -> str:
     the sweeper hands them the absolute URL.
     """
     url = str(url)
+    if is_remote(url):  # journal:///abs/path, grpc://host:port
+        return normalize_remote(url)
     if url.startswith("postgres://"):  # SQLAlchemy 2 only knows the long scheme name
         url = "postgresql://" + url[len("postgres://"):]
     if not url.startswith(SQLITE) or url == SQLITE + ":memory:":
@@ -60,8 +65,10 @@ def redact(url: str) -> str:
 
 
 def make_storage(url: str, heartbeat_interval: int | None = None,
-                 grace_period: int | None = None) -> optuna.storages.RDBStorage:
+                 grace_period: int | None = None) -> optuna.storages.BaseStorage:
     url = normalize_url(url)
+    if is_remote(url):
+        return open_remote(url, heartbeat_interval, grace_period)
     engine_kwargs = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if url.startswith(SQLITE) else {
         "pool_pre_ping": True}
     def open_storage() -> optuna.storages.RDBStorage:
@@ -96,7 +103,12 @@ def ask_lock(url: str) -> Iterator[None]:
     SQLite: a file lock beside the database. PostgreSQL: a session advisory lock, so
     workers on many machines never overshoot `n_trials` or race to create the schema. Other
     servers: no lock (a few extra trials are possible when workers ask at the same instant).
+    Journal file and gRPC proxy: a token trial in a side study (`sweeps.token_lock`).
     """
+    if is_remote(url):
+        with token_lock(shared_client(url)):
+            yield
+        return
     path = sqlite_path(url)
     if path is not None:
         with FileLock(str(path) + ".lock"):
