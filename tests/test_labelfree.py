@@ -17,7 +17,7 @@ from latentsweep.pipeline import train
 from latentsweep.tracking import client_for, load_model
 
 # rnn_ae on labelled one-channel synthetic series: a few seconds of CPU per run
-SMALL = ["data.n_series=80", "data.shortest=16", "data.longest=40", "data.n_channels=1", "data.batch_size=16",
+SMALL = ["model=rnn_ae", "data.n_series=80", "data.shortest=16", "data.longest=40", "data.n_channels=1", "data.batch_size=16",
          "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=2", "trainer.progress=false",
          "trainer.num_threads=1", "tracking.n_reconstructions=0"]
 

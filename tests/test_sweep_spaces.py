@@ -147,7 +147,7 @@ def test_family_sweeps_keep_the_users_tpe_settings():
 
 def test_the_conv_constraint_caps_blocks_by_the_length_it_can_see():
     """With a known length, conv_ae never samples more blocks than stride**n_blocks <= length."""
-    space = spaces.build_space(compose_config(["model=conv_ae", "data.fixed_length=8"]), [], [])
+    space = spaces.build_space(compose_config(["model=conv_ae", "model.length=null", "data.fixed_length=8"]), [], [])
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=4))
     blocks = set()
     for _ in range(20):

@@ -10,7 +10,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -218,27 +218,20 @@ def _fail_run(tracker: Tracker, run_id: str | None, exc: BaseException, cfg: Dic
     return exc
 
 
-def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], device: torch.device) -> float:
-    precision = str(cfg.trainer.precision)
-
-    data = load_data(cfg.data, cfg.seed)
-    objective = resolve(cfg.objective, data.spec)  # 'a|b': a with labels, else b
-    check_objective(objective, data.spec)  # e.g. probe_accuracy without labels
-    task = setup_task(cfg, data)  # task=classify: head, pre-trained encoder (replaces cfg.model), weights
-    cfg, model = task.cfg, task.model.to(device)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters())
-    train_loader, val_loader = make_loaders(data, cfg.data, cfg.seed, device)
-
-    checkpointer = None
+def _open_checkpoint(cfg: DictConfig) -> tuple[Checkpointer | None, dict | None]:
+    """(checkpointer, state to resume from): `trainer.resume` loads one (failing fast on a corrupt or
+    mismatched checkpoint), `trainer.checkpoint_dir` starts one, neither means no checkpoints."""
     if cfg.trainer.resume:
         checkpointer = Checkpointer(_find_checkpoint_dir(cfg.trainer), fingerprint(cfg))
-        resume_state = checkpointer.load()  # fails fast on a corrupt or mismatched checkpoint
-    elif cfg.trainer.checkpoint_dir:
-        checkpointer = Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg))
-        resume_state = None
-    else:
-        resume_state = None
+        return checkpointer, checkpointer.load()
+    if cfg.trainer.checkpoint_dir:
+        return Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg)), None
+    return None, None
 
+
+def _run_record(cfg: DictConfig, data: PreparedData, model: torch.nn.Module, objective: Any, task_tags: dict,
+                device: torch.device, resume_state: dict | None) -> tuple[dict, dict]:
+    """The MLflow run's params (the whole config, sizes, objective) and tags (model, device, task)."""
     params = {k: OmegaConf.to_container(cfg[k], resolve=True)
               for k in ("model", "data", "optimizer", "trainer", "task") if cfg.get(k) is not None}
     params.update(seed=cfg.seed, objective=cfg.objective, objective_used=objective,
@@ -246,15 +239,17 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
                   dropped_short=data.report["dropped_short"], n_parameters=sum(p.numel() for p in model.parameters()))
     tags = {"model": cfg.model._target_.rsplit(".", 1)[-1], "device": str(device),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "precision": precision}
-    tags.update(task.tags)
-    tags.update(cfg.extra_tags)
-    resume_run_id = resume_state["loop"].get("mlflow_run_id") if resume_state else None
+            "precision": str(cfg.trainer.precision), **task_tags, **cfg.extra_tags}
     if resume_state:
         tags["resumed_from_epoch"] = resume_state["epoch"]
+    return params, tags
+
+
+def _background_run(cfg: DictConfig, params: dict, tags: dict, resume_state: dict | None) -> BackgroundRun:
+    """The MLflow run, opened in a thread while the first epoch trains (a resumed run is continued)."""
     trial = cfg.extra_tags.get("optuna_trial")
     run_name = cfg.tracking.run_name or (f"trial {trial}" if trial is not None else None)
-
+    resume_run_id = resume_state["loop"].get("mlflow_run_id") if resume_state else None
     # a copy taken now: fit() appends to the checkpoint's history list while open_run() runs in its
     # thread, and an epoch appended there would be logged twice (here and by log_epoch)
     checkpointed_history = list(resume_state["loop"]["history"]) if resume_state else []
@@ -270,10 +265,28 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
             log.info("MLflow run %s in %s", run_id, tracker.uri)
         return tracker
 
-    run = BackgroundRun(open_run)
+    return BackgroundRun(open_run)
 
-    def log_epoch(epoch: int, metrics: dict) -> None:
-        run.tracker().log_metrics(metrics, step=epoch)
+
+def _raise_failed(tracker: Tracker, exc: BaseException, cfg: DictConfig, device: torch.device) -> NoReturn:
+    """End the run for `exc`, then raise it (or the one-line error it becomes)."""
+    reason = _fail_run(tracker, tracker.run_id, exc, cfg, device)
+    if reason is exc:
+        raise exc
+    raise reason from exc
+
+
+def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], device: torch.device) -> float:
+    data = load_data(cfg.data, cfg.seed)
+    objective = resolve(cfg.objective, data.spec)  # 'a|b': a with labels, else b
+    check_objective(objective, data.spec)  # e.g. probe_accuracy without labels
+    task = setup_task(cfg, data)  # task=classify: head, pre-trained encoder (replaces cfg.model), weights
+    cfg, model = task.cfg, task.model.to(device)
+    optimizer = build_optimizer(cfg.optimizer, model.parameters())
+    train_loader, val_loader = make_loaders(data, cfg.data, cfg.seed, device)
+    checkpointer, resume_state = _open_checkpoint(cfg)
+    params, tags = _run_record(cfg, data, model, objective, task.tags, device, resume_state)
+    run = _background_run(cfg, params, tags, resume_state)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -286,24 +299,24 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
                     callback(entry["epoch"], {k: v for k, v in entry.items() if k != "epoch"})
         result = fit(model, optimizer, train_loader, val_loader, max_epochs=cfg.trainer.max_epochs,
                      device=device, patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
-                     precision=precision, checkpointer=checkpointer, resume_from=resume_state,
-                     callbacks=[log_epoch, *callbacks], progress=cfg.trainer.progress,
-                     loop_extras=lambda: {"mlflow_run_id": run.tracker().run_id},
+                     precision=str(cfg.trainer.precision), checkpointer=checkpointer, resume_from=resume_state,
+                     callbacks=[lambda epoch, metrics: run.tracker().log_metrics(metrics, step=epoch), *callbacks],
+                     progress=cfg.trainer.progress, loop_extras=lambda: {"mlflow_run_id": run.tracker().run_id},
                      input_noise=cfg.trainer.input_noise)
     except BaseException as exc:
         tracker = run.tracker_or_none()
         if tracker is None:  # the MLflow run never opened: `exc` is that error, or came before it
             raise
-        reason = _fail_run(tracker, tracker.run_id, exc, cfg, device)
-        if reason is exc:
-            raise
-        raise reason from exc
-    tracker = run.tracker()
-    run_id = tracker.run_id
+        _raise_failed(tracker, exc, cfg, device)
+    return _finish_run(run.tracker(), cfg, model, data, result, objective, device, checkpointer)
+
+
+def _finish_run(tracker: Tracker, cfg: DictConfig, model: torch.nn.Module, data: PreparedData, result: Any,
+                objective: Any, device: torch.device, checkpointer: Checkpointer | None) -> Any:
+    """The best weights' figures, saved model and objective; the run ends FINISHED (or FAILED)."""
     if not math.isfinite(result.best_val_loss):
         tracker.end("FAILED")
         raise DataError("no finite validation loss was recorded — check the data")
-
     try:  # figures, the saved model and a latent-based objective run on the GPU too
         model.load_state_dict(result.best_state)
         if device.type == "cuda":
@@ -313,14 +326,11 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
         value = objective_value(objective, model=model, data=data, result=result, device=device, _cache=latents)
         _log_label_free(tracker, cfg, model=model, data=data, device=device, _cache=latents)
     except BaseException as exc:
-        reason = _fail_run(tracker, run_id, exc, cfg, device)
-        if reason is exc:
-            raise
-        raise reason from exc
+        _raise_failed(tracker, exc, cfg, device)
     tracker.log_metrics(objective_metrics(objective, value))
     tracker.end("FINISHED")
     if checkpointer is not None:
         checkpointer.mark_finished()  # trainer.resume=true picks an unfinished run, never this one
     log.info("best val_loss %.5g at epoch %d of %d | MLflow run %s | store %s",
-             result.best_val_loss, result.best_epoch + 1, result.epochs_run, run_id, tracker.uri)
+             result.best_val_loss, result.best_epoch + 1, result.epochs_run, tracker.run_id, tracker.uri)
     return value

@@ -260,30 +260,51 @@ def _score_metrics(clusters, probes, svms, label_free) -> dict[str, float]:
     return metrics
 
 
-def _analyze(cfg: DictConfig) -> dict[str, Any]:
-    timings: dict[str, float] = {}
-    t0 = last = time.perf_counter()
+class _Laps:
+    """Wall time of each step of the analysis (`time.<step>_s` in MLflow)."""
 
-    def lap(name: str) -> None:
-        nonlocal last
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    def __call__(self, name: str) -> None:
         now = time.perf_counter()
-        timings[name] = now - last
-        last = now
+        self.timings[name], self.last = now - self.last, now
 
+
+@dataclass
+class _Scores:
+    """Everything scored: the feature sets, where each score was fitted and scored, and the scores."""
+    frame: Any  # the latents frame (series_id, split, label, z0..., recon_error)
+    features: dict[str, np.ndarray]  # "latent", "raw": one row per frame row
+    raw_length: int
+    split: np.ndarray
+    held_out: str  # "test" when the data holds one out, else "val"
+    idx: np.ndarray  # the rows clustered (subsampled to max_points)
+    n_pool: int  # the rows clustering could have used
+    k: int
+    k_source: str
+    has_labels: bool
+    clusters: dict
+    label_free: dict
+    probes: dict | None = None
+    svms: dict | None = None
+
+
+def _pick_k(cfg: DictConfig, data: PreparedData, z: np.ndarray, y: np.ndarray | None, seed: int) -> tuple[int, str]:
+    """`k=`, else the number of classes, else (no labels) the best k-means silhouette for k in 2..10."""
+    if cfg.k:
+        return int(cfg.k), ""
+    if y is not None:
+        return int(data.spec.n_classes or len(np.unique(y))), ""
+    k = choose_k(z, seed)
+    log.info("k=%d clusters: the best k-means silhouette of the latents for k in 2..10 (set k= to fix it)", k)
+    return k, " (chosen from the data: the best k-means silhouette, k in 2..10)"
+
+
+def _score(cfg: DictConfig, data: PreparedData, source: ModelSource, frame: Any, laps: _Laps) -> _Scores:
+    """Cluster, label-free scores, probe and SVM, for the latents and the raw series alike."""
     seed = int(cfg.seed)
-    uri = tracking.open_store(cfg.tracking.uri)
-    source = resolve_model(cfg, uri)
-    device = resolve_device(str(cfg.device))
-    model = source.model.to(device).eval()
-    data = rebuild_data(source.config)
-    lap("load")
-
-    splits = splits_of(data)
-    encoded = {name: encode_series(model, subset, batch_size=int(cfg.batch_size), device=device)
-               for name, subset in splits}
-    frame = latents_frame(data, encoded)
-    lap("encode")
-
     z = frame[latent_columns(frame)].to_numpy(dtype=np.float64)  # the latent columns only, never recon_error
     raw, raw_length = raw_baseline(data, source.config, cfg.raw_length)
     has_labels = "label_index" in frame
@@ -298,82 +319,108 @@ def _analyze(cfg: DictConfig) -> dict[str, Any]:
     # clustering scores: on TEST when held out, else on every series (subsampled to max_points)
     pool = np.flatnonzero(scored) if held_out == "test" else np.arange(len(frame))
     idx = pool[subsample(len(pool), cfg.max_points, seed)]
-    k_source = ""
-    if cfg.k:
-        k = int(cfg.k)
-    elif has_labels:
-        k = int(data.spec.n_classes or len(np.unique(y)))
-    else:
-        k, k_source = choose_k(z[idx], seed), " (chosen from the data: the best k-means silhouette, k in 2..10)"
-        log.info("k=%d clusters: the best k-means silhouette of the latents for k in 2..10 (set k= to fix it)", k)
+    k, k_source = _pick_k(cfg, data, z[idx], y, seed)
     features = {"latent": z, "raw": raw}
     clusters = {name: clustering_scores(x[idx], k, y[idx] if has_labels else None, seed)
                 for name, x in features.items()}
-    lap("cluster")
+    laps("cluster")
     label_free = {name: label_free_scores(x[split != "test"], raw[split != "test"], seed)
                   for name, x in features.items()}  # as the sweep's label_free objective reads them
-    lap("label_free")
-    probes = svms = None
+    laps("label_free")
+    out = _Scores(frame, features, raw_length, split, held_out, idx, len(pool), k, k_source, has_labels,
+                  clusters, label_free)
     if has_labels:
-        probes = {name: probe(x[fitted_on], y[fitted_on], x[scored], y[scored],
-                              n_classes=data.spec.n_classes, seed=seed) for name, x in features.items()}
-        lap("probe")
-        svms = {name: svm_accuracy(x[fitted_on], y[fitted_on], x[scored], y[scored])
-                for name, x in features.items()}
-        lap("svm")
+        out.probes = {name: probe(x[fitted_on], y[fitted_on], x[scored], y[scored],
+                                  n_classes=data.spec.n_classes, seed=seed) for name, x in features.items()}
+        laps("probe")
+        out.svms = {name: svm_accuracy(x[fitted_on], y[fitted_on], x[scored], y[scored])
+                    for name, x in features.items()}
+        laps("svm")
+    return out
 
-    columns = list(features)
-    table = report.markdown_table(report.comparison_rows(clusters, probes, svms, held_out, label_free), columns)
-    counts = ", ".join(f"{int((split == name).sum())} {name}" for name, _ in splits)
+
+def _summary(source: ModelSource, data: PreparedData, s: _Scores, table: str) -> str:
+    """The printed report: a header (what was scored where), the table and its caveats."""
+    z, raw = s.features["latent"], s.features["raw"]
+    counts = ", ".join(f"{int((s.split == name).sum())} {name}" for name, _ in splits_of(data))
     scored_on = ("probe fitted on train + val, scored on the held-out test split; clustering on test"
-                 if held_out == "test" else "probe fitted on train, scored on val (no held-out test split)")
-    header = (f"latent space of {source.description}: {len(frame)} series ({counts}), latent {z.shape[1]} "
-              f"dims vs raw {raw.shape[1]} ({raw_length} steps x {data.spec.n_channels} channels, "
-              f"z-normalised), k={k}{k_source}; {scored_on}"
-              + (f", clustering on {len(idx)} sampled series" if len(idx) < len(pool) else ""))
+                 if s.held_out == "test" else "probe fitted on train, scored on val (no held-out test split)")
+    header = (f"latent space of {source.description}: {len(s.frame)} series ({counts}), latent {z.shape[1]} "
+              f"dims vs raw {raw.shape[1]} ({s.raw_length} steps x {data.spec.n_channels} channels, "
+              f"z-normalised), k={s.k}{s.k_source}; {scored_on}"
+              + (f", clustering on {len(s.idx)} sampled series" if len(s.idx) < s.n_pool else ""))
     note = "silhouette: in each feature set's own standardised space (compare with care across columns)"
-    if not has_labels:
+    if not s.has_labels:
         note += f"; {NO_LABELS_NOTE}"
-    summary = f"{header}\n\n{table}\n\n{note}\n"
+    return f"{header}\n\n{table}\n\n{note}\n"
 
-    metrics = {"k": k, "n_series": len(frame), "n_scored": int(scored.sum()),
-               "latent_dim": z.shape[1], "raw_dim": raw.shape[1],
-               **_score_metrics(clusters, probes, svms, label_free)}
-    errors = frame["recon_error"].to_numpy() if "recon_error" in frame else None
-    if errors is not None:
+
+def _metrics(s: _Scores) -> dict[str, float]:
+    metrics = {"k": s.k, "n_series": len(s.frame), "n_scored": int((s.split == s.held_out).sum()),
+               "latent_dim": s.features["latent"].shape[1], "raw_dim": s.features["raw"].shape[1],
+               **_score_metrics(s.clusters, s.probes, s.svms, s.label_free)}
+    if "recon_error" in s.frame:
+        errors = s.frame["recon_error"].to_numpy()
         metrics.update({"recon_error.mean": float(np.nanmean(errors)),
                         "recon_error.p99": float(np.nanpercentile(errors, 99))})
+    return metrics
 
+
+def _analyze(cfg: DictConfig) -> dict[str, Any]:
+    laps = _Laps()
+    uri = tracking.open_store(cfg.tracking.uri)
+    source = resolve_model(cfg, uri)
+    device = resolve_device(str(cfg.device))
+    model = source.model.to(device).eval()
+    data = rebuild_data(source.config)
+    laps("load")
+    encoded = {name: encode_series(model, subset, batch_size=int(cfg.batch_size), device=device)
+               for name, subset in splits_of(data)}
+    frame = latents_frame(data, encoded)
+    laps("encode")
+    s = _score(cfg, data, source, frame, laps)
+    table = report.markdown_table(report.comparison_rows(s.clusters, s.probes, s.svms, s.held_out, s.label_free),
+                                  list(s.features))
+    summary = _summary(source, data, s, table)
+    metrics = _metrics(s)
+    run_id, logged = _log_analysis(cfg, uri, source, model, data, s, summary, metrics, laps, device)
+    return {"analysis_run_id": run_id, "analyzed_run_id": source.run_id, "source": source.description,
+            "metrics": metrics, "table": table, "summary": summary, "k": s.k, "has_labels": s.has_labels,
+            "figures": logged, "latents_artifact": "analysis/latents.parquet", "timings": laps.timings,
+            "scored_split": s.held_out, "tracking_uri": uri}
+
+
+def _log_analysis(cfg: DictConfig, uri: str, source: ModelSource, model: Any, data: PreparedData, s: _Scores,
+                  summary: str, metrics: dict, laps: _Laps, device: torch.device) -> tuple[str | None, list[str]]:
+    """A run nested under the analysed one: the latents as parquet, the summary, figures, metrics."""
+    seed = int(cfg.seed)
     parent_experiment = (tracking.experiment_name_of_run(uri, source.run_id)
                          if source.run_id else str(cfg.tracking.experiment))
     tracker = tracking.Tracker(uri=uri, experiment=parent_experiment)
     run_id = tracker.start(
         run_name=f"analysis {source.run_id[:8] if source.run_id else cfg.model_name}",
-        params={"analyzed_run": source.run_id, "source": source.description, "k": k, "raw_length": raw_length,
-                "scored_split": held_out,
-                "max_points": cfg.max_points, "n_clustered": len(idx), "seed": seed, "device": str(device)},
+        params={"analyzed_run": source.run_id, "source": source.description, "k": s.k, "raw_length": s.raw_length,
+                "scored_split": s.held_out, "max_points": cfg.max_points, "n_clustered": len(s.idx), "seed": seed,
+                "device": str(device)},
         tags={ANALYSIS_TAG: "true", "analyzed_run": str(source.run_id)},
         parent_run_id=source.run_id)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            write_latents(frame, Path(tmp) / "latents.parquet")
+            write_latents(s.frame, Path(tmp) / "latents.parquet")
             (Path(tmp) / "summary.md").write_text(summary)
             tracker.log_artifact_dir(tmp, "analysis")
-        logged = _log_figures(tracker, model, data, frame, clusters, probes, idx, z, seed, int(cfg.n_worst), device)
-        lap("figures")
-        metrics.update({f"time.{name}_s": value for name, value in timings.items()})
-        metrics["time.total_s"] = time.perf_counter() - t0
+        logged = _log_figures(tracker, model, data, s.frame, s.clusters, s.probes, s.idx, s.features["latent"],
+                              seed, int(cfg.n_worst), device)
+        laps("figures")
+        metrics.update({f"time.{name}_s": value for name, value in laps.timings.items()})
+        metrics["time.total_s"] = time.perf_counter() - laps.start
         tracker.log_metrics(metrics)
     except BaseException:
         tracker.end("FAILED")
         raise
     tracker.end("FINISHED")
     log.info("analysis logged to MLflow run %s (parent %s) in %s", run_id, source.run_id, uri)
-    return {"analysis_run_id": run_id, "analyzed_run_id": source.run_id, "source": source.description,
-            "metrics": metrics, "table": table, "summary": summary, "k": k, "has_labels": has_labels,
-            "figures": logged, "latents_artifact": "analysis/latents.parquet", "timings": timings,
-            "scored_split": held_out,
-            "tracking_uri": uri}
+    return run_id, logged
 
 
 def _log_figures(tracker, model, data: PreparedData, frame, clusters, probes, idx, z, seed: int,
