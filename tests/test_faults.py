@@ -119,6 +119,18 @@ def _trial_run(uri: str, number: int):
     return run, sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss"))
 
 
+def _second_trial_mid_run(db, study) -> bool:
+    """Trial 0 ended and trial 1 is RUNNING with at least 3 epochs reported."""
+    if not db.exists():  # (opening a missing SQLite file would create it)
+        return False
+    try:
+        trials = study().trials
+    except KeyError:  # the database exists, the study not yet
+        return False
+    return (len(trials) == 2 and trials[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and trials[1].state == TrialState.RUNNING and len(trials[1].intermediate_values) >= 3)
+
+
 def test_kill_9_sweep_mid_trial_and_the_same_command_continues_the_trial_from_its_checkpoint(tmp_path):
     db = tmp_path / "sweeps" / "optuna.db"
     interval = 1  # heartbeat every second; grace period 2 x interval
@@ -133,19 +145,9 @@ def test_kill_9_sweep_mid_trial_and_the_same_command_continues_the_trial_from_it
     def study():
         return optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{db}")
 
-    def second_trial_running() -> bool:
-        if not db.exists():  # (opening a missing SQLite file would create it)
-            return False
-        try:
-            trials = study().trials
-        except KeyError:  # the database exists, the study not yet
-            return False
-        return (len(trials) == 2 and trials[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-                and trials[1].state == TrialState.RUNNING and len(trials[1].intermediate_values) >= 3)
-
     proc = _popen(tmp_path, *command, sweep=True)
     try:
-        wait_for(lambda: proc.poll() is not None or second_trial_running(), 150, "trial 1 to be mid-run",
+        wait_for(lambda: proc.poll() is not None or _second_trial_mid_run(db, study), 150, "trial 1 to be mid-run",
                  interval=0.2)
     finally:
         proc.kill()
