@@ -154,7 +154,9 @@ def test_the_benchmark_table_reads_each_figure_from_the_file_its_row_names(tmp_p
     assert table["bucketed + padded vs random + packed epoch"][1] == (
         "0.25× (1.00 s vs 4.00 s), val loss within 0.1% — holds")
     assert table["sweep overhead per ~10 s trial, MLflow on"][1] == "+1.50 s (15%), plus 4.0 s once per sweep — MISSED"
-    assert table["start-up to first training step"][1] == "4.5 s — holds"
+    assert table["start-up to first training step"][1] == "4.5 s — MISSED"  # the target: under 3 s
+    assert table["where that trial's time goes (median trial; other: Hydra's job set-up)"][1] == "not yet measured"
+    assert table["`experiment=latent`, 40 trials on ArrowHead: wall time in epochs"][1] == "not yet measured"
     assert table["default pruner vs none"][1] == "successive_halving: 32% fewer epochs, best value +0.0% — MISSED"
     assert table["`n_jobs=2` vs `1` (joblib, equal trials)"][1] == "1.41× trials/min — MISSED"
     memory = "peak RSS of one default run, its own process, 1× / 4× / 16× data"
@@ -174,6 +176,23 @@ def test_the_benchmark_table_reads_each_figure_from_the_file_its_row_names(tmp_p
         "sections_run": ["batching", "gpu", "memory", "quality", "sharing", "sweep", "throughput"]}))
     table = {row[0]: row for row in summary.rows(folder)}
     assert table["`make bench-quick` wall time, all sections"][1] == "16.0 min — MISSED"
+    (folder / "sweep.json").write_text(json.dumps({
+        "overhead": {"overhead_per_trial_s": 0.5, "overhead_share": 0.05, "sweep_fixed_cost_s": 4.0, "startup_s": 2.5,
+                     "runs": [{}, {}, {}], "breakdown_s": {"ask": 0.02, "epochs": 9.0, "label_free": 0.25}},
+        "pruning": {"default_pruner": "successive_halving", "epochs_saved": 0.5, "best_diff": 0.0, "target_holds": True},
+        "parallel": {"speedup": 1.85, "target_holds": True}}))
+    (tmp_path / "speed").mkdir()
+    (tmp_path / "speed" / "latent-share.json").write_text(json.dumps({
+        "epochs_share": 0.8, "wall_s": 200.0, "median_trial_s": {"startup": 0.5, "epochs": 4.0}}))
+    table = {row[0]: row for row in summary.rows(folder)}
+    assert table["sweep overhead per ~10 s trial, MLflow on"][1] == (
+        "+0.50 s (5%, median of 3 runs), plus 4.0 s once per sweep — holds")
+    assert table["where that trial's time goes (median trial; other: Hydra's job set-up)"][1] == (
+        "ask 0.02, epochs 9.00, label-free 0.25 s")
+    assert table["start-up to first training step"][1] == "2.5 s — holds"
+    assert table["`experiment=latent`, 40 trials on ArrowHead: wall time in epochs"][1] == (
+        "80% of 200 s; median trial: startup 0.50, epochs 4.00 s — MISSED")
+    assert table["`n_jobs=2` vs `1` (joblib, equal trials)"][1] == "1.85× trials/min — holds"
     assert "commit 0123456789" in summary.provenance(folder) and "2026-12-02" in summary.provenance(folder)
 
 

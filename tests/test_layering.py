@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "latentsweep.threads": {"latentsweep.parallel"},
     "latentsweep.figures": set(),
     "latentsweep.tables": set(),  # the one markdown-table renderer (tabulate)
+    "latentsweep.timing": set(),  # where a run's wall time goes (PhaseClock)
     "latentsweep.cli": {"latentsweep.errors"},
     "latentsweep.choices": set(),  # allowed values checked by schemas and used by data and models
     "latentsweep.config": {"latentsweep.choices", "latentsweep.errors", "latentsweep.parallel"},
@@ -46,7 +47,7 @@ ALLOWED: dict[str, set[str]] = {
     "latentsweep.pipeline": {"latentsweep.build", "latentsweep.config", "latentsweep.data",
                              "latentsweep.errors", "latentsweep.figures", "latentsweep.loading",
                              "latentsweep.objectives", "latentsweep.tasks.setup", "latentsweep.threads",
-                             "latentsweep.tracking", "latentsweep.training"},
+                             "latentsweep.timing", "latentsweep.tracking", "latentsweep.training"},
     "latentsweep.analysis.run": {"latentsweep.analysis", "latentsweep.config", "latentsweep.data",
                                  "latentsweep.errors", "latentsweep.figures", "latentsweep.loading",
                                  "latentsweep.tracking", "latentsweep.training"},

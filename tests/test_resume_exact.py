@@ -92,21 +92,21 @@ def test_a_resumed_run_whose_mlflow_run_is_gone_logs_its_parameters_again(make_c
 
 
 def test_an_epoch_whose_metrics_a_crash_cut_off_is_written_on_resume(make_cfg, mlflow_uri, tmp_path, monkeypatch):
-    real = Tracker.log_metrics
+    real = Tracker.log_epoch
 
-    def store_fails_at_epoch_1(self, metrics, step=None):  # after epoch 1's checkpoint, before its metrics
+    def store_fails_at_epoch_1(self, metrics, step):  # after epoch 1's checkpoint, before its metrics
         if step == 1 and "val_loss" in metrics:
             raise TrackingError("MLflow store went away")
         return real(self, metrics, step)
 
-    monkeypatch.setattr(Tracker, "log_metrics", store_fails_at_epoch_1)
+    monkeypatch.setattr(Tracker, "log_epoch", store_fails_at_epoch_1)
     with pytest.raises(TrackingError):
         pipeline.train(make_cfg(SMALL))
     (run,) = runs(mlflow_uri)
     assert steps(mlflow_uri, run.info.run_id) == [0]
     assert (tmp_path / "run" / "checkpoint" / POINTER).read_text().strip() == "epoch-0001"
 
-    monkeypatch.setattr(Tracker, "log_metrics", real)
+    monkeypatch.setattr(Tracker, "log_epoch", real)
     pipeline.train(make_cfg([*SMALL, "trainer.resume=true", f"trainer.resume_from={tmp_path / 'run'}"]))
     (run,) = runs(mlflow_uri)
     for key in ("val_loss", "train_loss"):

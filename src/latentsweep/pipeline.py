@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,6 +31,7 @@ from .objectives import (
 )
 from .tasks.setup import log_task_results, setup_task
 from .threads import RunLease, ThreadPolicy
+from .timing import PhaseClock
 from .tracking.tracker import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
 from .training.checkpoint import is_finished
@@ -182,6 +184,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
 
     `callbacks(epoch, metrics)` run after each epoch; a resumed run first replays the checkpointed
     epochs to them, so a callback must ignore an epoch it has seen (the Optuna reporter does)."""
+    clock = PhaseClock()  # where the run's time goes: logged as one `timing:` line at the end
     validate(cfg)
     objective_names(cfg.objective)  # an unknown objective fails before any work
     seed_everything(cfg.seed)
@@ -195,7 +198,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
         log.info("%d torch thread(s) for %s on %s (trainer.num_threads overrides)", threads.apply(),
                  threads.model_class, device)
         try:
-            return _train(cfg, [threads, *callbacks], device)
+            return _train(cfg, [threads, *callbacks], device, clock)
         except torch.cuda.OutOfMemoryError as exc:  # before the run started: the model or data set itself
             raise out_of_memory_error(cfg, device, exc) from exc
 
@@ -276,7 +279,8 @@ def _raise_failed(tracker: Tracker, exc: BaseException, cfg: DictConfig, device:
     raise reason from exc
 
 
-def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], device: torch.device) -> float:
+def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], device: torch.device,
+           clock: PhaseClock) -> float:
     data = load_data(cfg.data, cfg.seed)
     objective = resolve(cfg.objective, data.spec)  # 'a|b': a with labels, else b
     check_objective(objective, data.spec)  # e.g. probe_accuracy without labels
@@ -292,15 +296,18 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
         torch.cuda.reset_peak_memory_stats(device)
     log.info("training: %d train / %d val series, %s parameters, %s", len(data.train), len(data.val),
              f"{params['n_parameters']:,}", device)
+    clock.mark_startup()
+    log_epoch = clock.timed("logging", lambda epoch, metrics: run.tracker().log_epoch(metrics, step=epoch))
     try:
         if resume_state:  # callbacks see the checkpointed epochs too (e.g. the one a crash cut off)
             for entry in resume_state["loop"]["history"]:
                 for callback in callbacks:
                     callback(entry["epoch"], {k: v for k, v in entry.items() if k != "epoch"})
+        loop_start, epochs_before = time.perf_counter(), len(resume_state["loop"]["history"]) if resume_state else 0
         result = fit(model, optimizer, train_loader, val_loader, max_epochs=cfg.trainer.max_epochs,
                      device=device, patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
                      precision=str(cfg.trainer.precision), checkpointer=checkpointer, resume_from=resume_state,
-                     callbacks=[lambda epoch, metrics: run.tracker().log_metrics(metrics, step=epoch), *callbacks],
+                     callbacks=[log_epoch, *callbacks],
                      progress=cfg.trainer.progress, loop_extras=lambda: {"mlflow_run_id": run.tracker().run_id},
                      input_noise=cfg.trainer.input_noise)
     except BaseException as exc:
@@ -308,11 +315,12 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
         if tracker is None:  # the MLflow run never opened: `exc` is that error, or came before it
             raise
         _raise_failed(tracker, exc, cfg, device)
-    return _finish_run(run.tracker(), cfg, model, data, result, objective, device, checkpointer)
+    clock.split_loop(time.perf_counter() - loop_start, sum(e["epoch_time_s"] for e in result.history[epochs_before:]))
+    return _finish_run(run.tracker(), cfg, model, data, result, objective, device, checkpointer, clock)
 
 
 def _finish_run(tracker: Tracker, cfg: DictConfig, model: torch.nn.Module, data: PreparedData, result: Any,
-                objective: Any, device: torch.device, checkpointer: Checkpointer | None) -> Any:
+                objective: Any, device: torch.device, checkpointer: Checkpointer | None, clock: PhaseClock) -> Any:
     """The best weights' figures, saved model and objective; the run ends FINISHED (or FAILED)."""
     if not math.isfinite(result.best_val_loss):
         tracker.end("FAILED")
@@ -321,16 +329,21 @@ def _finish_run(tracker: Tracker, cfg: DictConfig, model: torch.nn.Module, data:
         model.load_state_dict(result.best_state)
         if device.type == "cuda":
             tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
-        _log_results(tracker, model, data, result, cfg, device)
+        with clock.phase("logging"):
+            _log_results(tracker, model, data, result, cfg, device)
         latents: dict = {}  # encoded once for the objective and the label-free scores
-        value = objective_value(objective, model=model, data=data, result=result, device=device, _cache=latents)
-        _log_label_free(tracker, cfg, model=model, data=data, device=device, _cache=latents)
+        with clock.phase("objective"):
+            value = objective_value(objective, model=model, data=data, result=result, device=device, _cache=latents)
+        with clock.phase("label_free"):
+            _log_label_free(tracker, cfg, model=model, data=data, device=device, _cache=latents)
     except BaseException as exc:
         _raise_failed(tracker, exc, cfg, device)
-    tracker.log_metrics(objective_metrics(objective, value))
-    tracker.end("FINISHED")
+    with clock.phase("logging"):
+        tracker.log_metrics({**objective_metrics(objective, value), **clock.metrics()})
+        tracker.end("FINISHED")
     if checkpointer is not None:
         checkpointer.mark_finished()  # trainer.resume=true picks an unfinished run, never this one
     log.info("best val_loss %.5g at epoch %d of %d | MLflow run %s | store %s",
              result.best_val_loss, result.best_epoch + 1, result.epochs_run, tracker.run_id, tracker.uri)
+    log.info(clock.line())
     return value

@@ -13,7 +13,7 @@ predicts the TEST scores that labels would give (docs/latent-recipe.md, "Selecti
   neighbourhoods the series do not have scores low.
 - `stability`: k-means on random 80% resamples against k-means on all the series (mean adjusted
   Rand index on the shared series), at the data-chosen k: clusters that are really there come back.
-- `silhouette`: the k-means silhouette at the data-chosen k (`metrics.choose_k`'s best).
+- `silhouette`: the k-means silhouette at the data-chosen k (`metrics.best_kmeans`'s best).
 
 The latents are scored as the SVM yardstick sees them (unscaled) for rankme and trustworthiness,
 and standardised per column for the clustering scores (as the analysis clusters them). A latent
@@ -30,11 +30,10 @@ import torch
 from ..data.series import SeriesSet
 from .metrics import (
     MAX_DEFAULT_RAW_LENGTH,
-    choose_k,
+    best_kmeans,
     cluster,
     is_collapsed,
     raw_features,
-    silhouette,
     standardize,
     subsample,
 )
@@ -69,12 +68,12 @@ def neighbour_trust(raw: np.ndarray, x: np.ndarray, n_neighbors: int = NEIGHBOUR
 
 
 def cluster_stability(z: np.ndarray, k: int, seed: int = 0, resamples: int = RESAMPLES,
-                      share: float = RESAMPLE_SHARE) -> float:
+                      share: float = RESAMPLE_SHARE, whole: np.ndarray | None = None) -> float:
     """Mean adjusted Rand index between k-means on all rows of `z` (standardised) and k-means on each
-    random `share` of them, on the rows they share."""
+    random `share` of them, on the rows they share. `whole`: that k-means on all rows, if already fitted."""
     from sklearn.metrics import adjusted_rand_score
 
-    whole = cluster(z, k, "kmeans", seed)
+    whole = cluster(z, k, "kmeans", seed) if whole is None else whole
     rng = np.random.default_rng(seed)
     size = max(k + 1, int(round(share * len(z))))
     scores = []
@@ -103,9 +102,9 @@ def label_free_scores(x: np.ndarray, raw: np.ndarray, seed: int = 0,
     if not np.isfinite(x).all() or is_collapsed(x) or len(x) < 4:
         return dict(WORST)
     z = standardize(x)
-    k = choose_k(x, seed, candidates)
+    k, best_silhouette, assignments = best_kmeans(z, seed, candidates)  # the k-means both scores below use
     return {"rankme": rankme(x),
             "trustworthiness": neighbour_trust(raw, x),
-            "stability": cluster_stability(z, k, seed),
-            "silhouette": silhouette(z, cluster(z, k, "kmeans", seed), seed),
+            "stability": cluster_stability(z, k, seed, whole=assignments),
+            "silhouette": best_silhouette,
             "k": float(k)}

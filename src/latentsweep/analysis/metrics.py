@@ -186,14 +186,21 @@ def kmeans_silhouette(x: np.ndarray, k: int, seed: int = 0) -> float:
     return silhouette(z, cluster(z, k, "kmeans", seed), seed)
 
 
-def choose_k(x: np.ndarray, seed: int = 0, candidates: Sequence[int] = range(2, 11)) -> int:
-    """For unlabelled data without a configured k: the k-means k with the best silhouette."""
-    z = standardize(x)
+def best_kmeans(z: np.ndarray, seed: int = 0, candidates: Sequence[int] = range(2, 11)) -> tuple[int, float, np.ndarray]:
+    """(k, silhouette, assignments) of the k-means on standardised rows `z` whose silhouette is
+    best: the assignments too, so a caller that needs that clustering does not fit it again."""
     options = [k for k in candidates if 2 <= k < len(z)]
     if not options:
         raise DataError(f"only {len(z)} series: too few to cluster — add series")
-    scores = {k: silhouette(z, cluster(z, k, "kmeans", seed), seed) for k in options}
-    return max(scores, key=lambda k: -np.inf if np.isnan(scores[k]) else scores[k])
+    fits = {k: cluster(z, k, "kmeans", seed) for k in options}
+    scores = {k: silhouette(z, fits[k], seed) for k in options}
+    best = max(scores, key=lambda k: -np.inf if np.isnan(scores[k]) else scores[k])
+    return best, scores[best], fits[best]
+
+
+def choose_k(x: np.ndarray, seed: int = 0, candidates: Sequence[int] = range(2, 11)) -> int:
+    """For unlabelled data without a configured k: the k-means k with the best silhouette."""
+    return best_kmeans(standardize(x), seed, candidates)[0]
 
 
 def clustering_scores(x: np.ndarray, k: int, labels: np.ndarray | None = None, seed: int = 0,

@@ -253,6 +253,10 @@ class LatentSweepImpl(SweepSummary, OptunaSweeperImpl):
                               "hydra.sweeper.storage=sqlite:///sweeps/optuna.db (or postgresql://...)")
         url = normalize_url(self.storage)
         dists = self._build_space(arguments)
+        from . import launching
+
+        if launching.runs_as_ready(self.launcher):  # workers import torch & co. while the study opens
+            launching.warm_workers(self.launcher)
         storage = make_storage(url, self.heartbeat_interval, self.grace_period)
         study = self._open_study(url, storage, directions)
         tracking_on = self.use_mlflow and cfg.tracking.enabled

@@ -10,10 +10,15 @@ told to Optuna as soon as it is done, so a pruned trial frees its worker at once
 launchers (SLURM) get the same, one job per trial (`sweeps.submitit_jobs`). Any other launcher
 (basic, ...) keeps the batches. A worker that dies (killed for memory)
 breaks loky's pool: the trials running in it fail, and the next job gets a fresh pool.
+
+`warm_workers` starts that pool while the sweeper opens its study and parent run: each worker
+imports what a trial needs once, before its first trial (a loky initializer, and the task function
+unpickled), instead of inside it.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -38,6 +43,44 @@ def failed_return(overrides: Sequence[str], exc: BaseException, what: str = "lau
     ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
     ret._return_value = error_type(f"{what}: {type(exc).__name__}: {first}"[:1000])
     return ret
+
+
+# What a trial imports on its way (lazily: after the first step, or only when a run ends), imported
+# by each worker as it starts. Third-party names only: the task function brings latentsweep's own.
+WARM_IMPORTS = ("torch._dynamo", "mlflow.tracking", "sklearn.cluster", "sklearn.manifold", "sklearn.metrics")
+
+
+def _import_for_trials(names: Sequence[str]) -> None:
+    """loky initializer: import `names` in the new worker (a name that is not installed is skipped:
+    the trial that needs it reports that)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def _executor(n_workers: int):
+    """loky's reusable executor, the same one for every call with the same workers."""
+    from joblib.externals.loky import get_reusable_executor
+
+    return get_reusable_executor(max_workers=n_workers, timeout=300, initializer=_import_for_trials,
+                                 initargs=(WARM_IMPORTS,))
+
+
+def _loaded(task_function: Any) -> None:
+    """In a worker: nothing; receiving `task_function` imported its module (train.py: the pipeline)."""
+
+
+def warm_workers(launcher: Any) -> None:
+    """Start the joblib launcher's workers now (one do-nothing job each, carrying the task function):
+    their imports overlap the sweeper's own set-up instead of delaying their first trials."""
+    from joblib import effective_n_jobs
+
+    n_workers = effective_n_jobs(dict(launcher.joblib).get("n_jobs") or 1)
+    executor = _executor(n_workers)
+    for _ in range(n_workers):
+        executor.submit(_loaded, launcher.task_function)
 
 
 def runs_as_ready(launcher: Any) -> bool:
@@ -66,7 +109,6 @@ def launch_as_ready(launcher: Any, jobs: Iterable[Job | None]) -> Iterator[tuple
     now" (a trial still running may need to run again: a killed one continues); it is asked
     again when the next job ends."""
     from joblib import effective_n_jobs
-    from joblib.externals.loky import get_reusable_executor
 
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose,
@@ -87,7 +129,7 @@ def launch_as_ready(launcher: Any, jobs: Iterable[Job | None]) -> Iterator[tuple
                     break
                 trial_id, idx, overrides = job
                 # asked again for every job: loky replaces an executor that a crashed worker broke
-                executor = get_reusable_executor(max_workers=n_workers, timeout=300)
+                executor = _executor(n_workers)
                 future = executor.submit(_run_job, trial_id, idx, overrides, launcher.hydra_context,
                                          launcher.config, launcher.task_function, state)
                 running[future] = (trial_id, overrides)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,7 @@ class Scheduler:
     def __init__(self, plan: Plan, state: SweepState | None = None) -> None:
         self.plan, self.state = plan, state or SweepState()
         self.job_idx = 0
+        self.ask_s = 0.0  # the last ask + sampling, in the launch line (benchmarks read it)
 
     # --- 1. jobs ---------------------------------------------------------------------------------
     def jobs(self) -> Iterator[launching.Job | None]:
@@ -133,10 +135,13 @@ class Scheduler:
                 return None
             if plan.n_trials - len(plan.study.get_trials(deepcopy=False)) <= 0:
                 return _FULL
+            start = time.perf_counter()
             trial = plan.ask(plan.study)
             state.hold(trial)
             try:
-                return trial, plan.configure(trial)
+                line = plan.configure(trial)
+                self.ask_s = time.perf_counter() - start
+                return trial, line
             except InfeasibleError as exc:
                 self._record(trial._trial_id, outcomes.infeasible(exc))
                 state.infeasible.infeasible(str(exc))
@@ -168,7 +173,7 @@ class Scheduler:
 
     def _launch(self, trial: optuna.Trial, line: list[str]) -> launching.Job:
         self.state.infeasible.feasible()
-        log.info("launching trial %d: %s", trial.number, " ".join(line))
+        log.info("launching trial %d: %s (asked in %.3f s)", trial.number, " ".join(line), self.ask_s)
         checkpoint = continuation.checkpoint_dir(self.plan.checkpoint_root, trial.number) \
             if self.plan.checkpoint_root else None
         continuation.record_launch(trial, checkpoint)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +93,9 @@ def _try(what: str, number: int, call: Any, *args: Any, **kwargs: Any) -> bool:
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
-    """Write `outcome` into the study: its reason and cause first, then the state (always tried)."""
+    """Write `outcome` into the study: its reason and cause first, then the state (always tried).
+    The line it logs says how long that took (`told in`: benchmarks read it)."""
+    start = time.perf_counter()
     if outcome.reason:
         _try("record its reason", trial.number, trial.set_user_attr, "fail_reason", outcome.reason)
     if outcome.cause:
@@ -101,13 +104,14 @@ def tell(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> None:
         _try("record it COMPLETE", trial.number, study.tell, trial, outcome.values)
     else:
         _try(f"record it {outcome.state.name}", trial.number, study.tell, trial, state=outcome.state)
+    told = f"(told in {time.perf_counter() - start:.3f} s)"
     if outcome.infeasible:
-        log.info("trial %d PRUNED as %s", trial.number, outcome.reason)
+        log.info("trial %d PRUNED as %s %s", trial.number, outcome.reason, told)
     elif outcome.state == TrialState.FAIL:
-        log.warning("trial %d failed: %s", trial.number, outcome.reason)
+        log.warning("trial %d failed: %s %s", trial.number, outcome.reason, told)
     else:
         shown = f" values={outcome.values}" if outcome.values is not None else ""
-        log.info("trial %d %s%s", trial.number, outcome.state.name, shown)
+        log.info("trial %d %s%s %s", trial.number, outcome.state.name, shown, told)
 
 
 def fail(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:

@@ -24,6 +24,7 @@ class Tracker:
         self.run_id: str | None = None
         self.resumed = False  # start() continued an existing run
         self.experiment_name = experiment
+        self._pending: list[tuple[Any, list]] = []  # (async operation, its metrics) not yet confirmed
         if not enabled:
             self.uri = None
             return
@@ -78,6 +79,7 @@ class Tracker:
         """The steps at which `key` was logged in this run (what a resumed run already has)."""
         if not self.enabled:
             return set()
+        self.flush()
         return {m.step for m in self.client.get_metric_history(self.run_id, key)}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -97,6 +99,32 @@ class Tracker:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
         self._retry(lambda: self.client.log_batch(self.run_id, metrics=batch))
+
+    def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
+        """One epoch's metrics through MLflow's asynchronous logging, so the loop never waits for
+        the store (a SQLite write is a large share of a small epoch). One epoch is in flight at a
+        time: the previous one is confirmed first (`flush`), so a store that went away stops the run
+        one epoch later with the same one-line error; a killed run loses at most the epoch in
+        flight, which its next attempt writes from the checkpoint (`pipeline._log_missing_epochs`)."""
+        if not self.enabled:
+            return
+        from mlflow.entities import Metric
+
+        self.flush()
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self._pending.append((self.client.log_batch(self.run_id, metrics=batch, synchronous=False), batch))
+
+    def flush(self) -> None:
+        """Wait for the epochs in flight; one the store refused (a SQLite store briefly locked by a
+        parallel trial, a server gone) is written again synchronously, with `_retry`'s retries."""
+        pending, self._pending = self._pending, []
+        for operation, batch in pending:
+            try:
+                operation.wait()
+            except Exception as exc:  # noqa: BLE001 - logged, then written again with retries
+                log.info("an asynchronous MLflow write failed (%s): written again", str(exc).splitlines()[0][:200])
+                self._retry(lambda batch=batch: self.client.log_batch(self.run_id, metrics=batch))
 
     def _retry(self, call, attempts: int = 5) -> None:
         """SQLite stores shared by parallel trials can be briefly locked: retry with backoff."""
@@ -133,6 +161,10 @@ class Tracker:
 
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled and self.run_id is not None:
+            try:
+                self.flush()
+            except TrackingError as exc:  # the run still ends; the epochs it lacks are named here
+                log.warning("MLflow run %s misses some epochs' metrics: %s", self.run_id, exc)
             try:
                 self.client.set_terminated(self.run_id, status=status)
             except Exception as exc:  # never hide the original error behind a tracking one

@@ -84,7 +84,8 @@ class Checkpointer:
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(rng_state(), tmp / "rng.pt")
         meta = {"epoch": epoch, "fingerprint": self.fingerprint, "loop": loop_state}
-        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+        # compact JSON: `indent` takes Python's pure-Python encoder, and the history grows every epoch
+        (tmp / "state.json").write_text(json.dumps(meta))
         for written in tmp.iterdir():
             fsync_path(written)
         fsync_path(tmp)
