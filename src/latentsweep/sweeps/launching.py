@@ -18,7 +18,6 @@ unpickled), instead of inside it.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -45,27 +44,22 @@ def failed_return(overrides: Sequence[str], exc: BaseException, what: str = "lau
     return ret
 
 
-# What a trial imports on its way (lazily: after the first step, or only when a run ends), imported
-# by each worker as it starts. Third-party names only: the task function brings latentsweep's own.
-WARM_IMPORTS = ("torch._dynamo", "mlflow.tracking", "sklearn.cluster", "sklearn.manifold", "sklearn.metrics")
-
-
-def _import_for_trials(names: Sequence[str]) -> None:
-    """loky initializer: import `names` in the new worker (a name that is not installed is skipped:
-    the trial that needs it reports that)."""
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
+def _import_for_trials() -> None:
+    """loky initializer: import in the new worker what a trial imports on its way (lazily: after the
+    first step, or only when a run ends). Third-party modules only: the task function brings
+    latentsweep's own."""
+    import mlflow.tracking  # noqa: F401
+    import sklearn.cluster  # noqa: F401
+    import sklearn.manifold  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    import torch._dynamo  # noqa: F401
 
 
 def _executor(n_workers: int):
     """loky's reusable executor, the same one for every call with the same workers."""
     from joblib.externals.loky import get_reusable_executor
 
-    return get_reusable_executor(max_workers=n_workers, timeout=300, initializer=_import_for_trials,
-                                 initargs=(WARM_IMPORTS,))
+    return get_reusable_executor(max_workers=n_workers, timeout=300, initializer=_import_for_trials)
 
 
 def _loaded(task_function: Any) -> None:
