@@ -125,15 +125,22 @@ def test_without_a_baseline_for_this_sweep_no_ratio_is_printed(tmp_path):
 
 
 
+MACHINE = {"date": "2026-12-02T03:00:00+00:00", "git_commit": "0123456789abcdef", "cpu": "Test CPU",
+           "usable_cores": 2, "gpu": [], "torch": "2.13.0"}
+
+
+def _bench_quick_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "bench-quick"
+    folder.mkdir()
+    (folder / "index.json").write_text(json.dumps({"command": "python -m benchmarks.run --quick", "machine": MACHINE}))
+    return folder
+
+
 def test_the_benchmark_table_reads_each_figure_from_the_file_its_row_names(tmp_path):
     """Hand-made results files: every row shows their numbers (and MISSED where a target is missed)."""
     from benchmarks import summary
 
-    folder = tmp_path / "bench-quick"
-    folder.mkdir()
-    machine = {"date": "2026-12-02T03:00:00+00:00", "git_commit": "0123456789abcdef", "cpu": "Test CPU",
-               "usable_cores": 2, "gpu": [], "torch": "2.13.0"}
-    (folder / "index.json").write_text(json.dumps({"command": "python -m benchmarks.run --quick", "machine": machine}))
+    folder = _bench_quick_folder(tmp_path)
     (folder / "batching-cpu.json").write_text(json.dumps({
         "summary": {"default_ratio": 0.25, "loss_diff": 0.001}, "target_holds": True,
         "table": {"bucket-padded": {"epoch_s": 1.0}, "random-packed": {"epoch_s": 4.0}}}))
@@ -172,10 +179,17 @@ def test_the_benchmark_table_reads_each_figure_from_the_file_its_row_names(tmp_p
         "1.50× its time alone)")
     assert table["`make bench-quick` wall time, all sections"][1] == "not yet measured (no run of every section)"
     (folder / "index.json").write_text(json.dumps({
-        "command": "python -m benchmarks.run --quick", "machine": machine, "total_seconds": 960.0,
+        "command": "python -m benchmarks.run --quick", "machine": MACHINE, "total_seconds": 960.0,
         "sections_run": ["batching", "gpu", "memory", "quality", "sharing", "sweep", "throughput"]}))
     table = {row[0]: row for row in summary.rows(folder)}
     assert table["`make bench-quick` wall time, all sections"][1] == "16.0 min — MISSED"
+    assert "commit 0123456789" in summary.provenance(folder) and "2026-12-02" in summary.provenance(folder)
+
+
+def test_the_speed_rows_read_the_per_trial_breakdown_and_the_latent_share(tmp_path):
+    from benchmarks import summary
+
+    folder = _bench_quick_folder(tmp_path)
     (folder / "sweep.json").write_text(json.dumps({
         "overhead": {"overhead_per_trial_s": 0.5, "overhead_share": 0.05, "sweep_fixed_cost_s": 4.0, "startup_s": 2.5,
                      "runs": [{}, {}, {}], "breakdown_s": {"ask": 0.02, "epochs": 9.0, "label_free": 0.25}},
@@ -193,7 +207,6 @@ def test_the_benchmark_table_reads_each_figure_from_the_file_its_row_names(tmp_p
     assert table["`experiment=latent`, 40 trials on ArrowHead: wall time in epochs"][1] == (
         "80% of 200 s; median trial: startup 0.50, epochs 4.00 s — MISSED")
     assert table["`n_jobs=2` vs `1` (joblib, equal trials)"][1] == "1.85× trials/min — holds"
-    assert "commit 0123456789" in summary.provenance(folder) and "2026-12-02" in summary.provenance(folder)
 
 
 def _committed_results(dest: Path) -> Path:
