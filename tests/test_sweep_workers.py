@@ -96,8 +96,8 @@ def test_first_finisher_leaves_the_shared_parent_run_running(two_sweepers_one_st
     impl._finish(study, url, uri, parent, [TrialState.COMPLETE], "FINISHED")  # A is done, B is not
     run = client.get_run(parent)
     assert run.info.status == "RUNNING"
-    assert run.data.metrics["n_running"] == 1 and run.data.metrics["n_complete"] == 1
-    assert run.data.metrics["best_value"] == 0.5  # the summary of the study at that moment
+    # nothing written: a summary of that moment could land after the last finisher's and overwrite it
+    assert "n_running" not in run.data.metrics and "best_value" not in run.data.metrics
 
     study.tell(b, 0.25)  # B, the last one, finishes: it ends the run with the final summary
     impl._finish(study, url, uri, parent, [TrialState.COMPLETE], "FINISHED")

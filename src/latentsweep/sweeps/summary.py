@@ -56,8 +56,9 @@ def parent_run_status(trials: Sequence[optuna.trial.FrozenTrial], status: str) -
     Several sweepers may work on one study (two `make sweep`s on one storage, a resume while the
     first still runs) and they share its parent run. Rule: the run is ended only when no trial of
     the study is RUNNING any more (call this after telling or failing this sweeper's own trials),
-    so the last sweeper to finish ends it, with its status; an earlier finisher, also a crashing or
-    failing one, only writes its summary and leaves the run to the siblings still at work.
+    so the last sweeper to finish ends it, with its status and the study's final counts; an earlier
+    finisher, also a crashing or failing one, writes nothing to it (it prints its own summary): what
+    it would write is stale by the time it lands and could overwrite the last finisher's counts.
 
     Caveats, all settled by the next finisher (`sweep_parent_run` reopens the run at every start):
     a sibling between two batches, or one with a larger n_trials, may find the run ended already
@@ -142,7 +143,9 @@ class SweepSummary:
         end_as = parent_run_status(end.trials, status)
         if end_as is None:
             log.info("MLflow parent run %s stays RUNNING: %d trials of the study still run in another "
-                     "sweeper: the last one to finish ends it", parent, end.counts["running"])
+                     "sweeper: the last one to finish ends it and writes the study's summary",
+                     parent, end.counts["running"])
+            return
         best, board = end.best, end.board
         figures = self._figures(end.study)
         texts = {"optimization_results.json": json.dumps(end.results, indent=1)}
