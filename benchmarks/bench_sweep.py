@@ -151,9 +151,14 @@ def overhead(n_small: int, n_large: int, fixed: list[str], repeats: int = 1) -> 
 
 
 def default_pruner() -> str:
+    """The pruner a sweep gets by default: its schema's (sweeps/config.py PrunerConf), unless
+    conf/hydra/sweeper/optuna.yaml sets one."""
     from omegaconf import OmegaConf
 
-    return str(OmegaConf.load(ROOT / "conf" / "hydra" / "sweeper" / "optuna.yaml").pruner.name)
+    from latentsweep.sweeps.config import PrunerConf
+
+    configured = OmegaConf.select(OmegaConf.load(ROOT / "conf" / "hydra" / "sweeper" / "optuna.yaml"), "pruner.name")
+    return str(configured or PrunerConf().name)
 
 
 def pruning(n_trials: int, space_args: list[str]) -> dict:
