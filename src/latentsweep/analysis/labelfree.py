@@ -12,7 +12,8 @@ predicts the TEST scores that labels would give (docs/latent-recipe.md, "Selecti
   neighbours (scikit-learn's `trustworthiness`, 5 neighbours): a latent that invents
   neighbourhoods the series do not have scores low.
 - `stability`: k-means on random 80% resamples against k-means on all the series (mean adjusted
-  Rand index on the shared series), at the data-chosen k: clusters that are really there come back.
+  Rand index on the shared series), at the data-chosen k: clusters that are really there come back
+  (each k-means here starts once, `KMEANS_STARTS`, so an unstable start counts against the latent too).
 - `silhouette`: the k-means silhouette at the data-chosen k (`metrics.best_kmeans`'s best).
 
 The latents are scored as the SVM yardstick sees them (unscaled) for rankme and trustworthiness,
@@ -44,6 +45,8 @@ MAX_ROWS = 2000  # scores on at most this many series (trustworthiness and k-mea
 NEIGHBOURS = 5  # trustworthiness: scikit-learn's default neighbourhood
 RESAMPLES = 10  # stability: resamples of RESAMPLE_SHARE of the series
 RESAMPLE_SHARE = 0.8
+KMEANS_STARTS = 1  # k-means++ restarts per fit (scikit-learn's own default): every trial of a sweep fits
+# ~20 k-means for these scores, and ten restarts each made them the largest cost of a small trial (issue 29)
 WORST = {"rankme": 0.0, "trustworthiness": 0.0, "stability": 0.0, "silhouette": -1.0, "k": 0.0}
 
 
@@ -73,13 +76,13 @@ def cluster_stability(z: np.ndarray, k: int, seed: int = 0, resamples: int = RES
     random `share` of them, on the rows they share. `whole`: that k-means on all rows, if already fitted."""
     from sklearn.metrics import adjusted_rand_score
 
-    whole = cluster(z, k, "kmeans", seed) if whole is None else whole
+    whole = cluster(z, k, "kmeans", seed, KMEANS_STARTS) if whole is None else whole
     rng = np.random.default_rng(seed)
     size = max(k + 1, int(round(share * len(z))))
     scores = []
     for _ in range(resamples):
         rows = np.sort(rng.choice(len(z), size=min(size, len(z)), replace=False))
-        part = cluster(z[rows], k, "kmeans", int(rng.integers(2**31)))
+        part = cluster(z[rows], k, "kmeans", int(rng.integers(2**31)), KMEANS_STARTS)
         scores.append(adjusted_rand_score(whole[rows], part))
     return float(np.mean(scores))
 
@@ -102,7 +105,7 @@ def label_free_scores(x: np.ndarray, raw: np.ndarray, seed: int = 0,
     if not np.isfinite(x).all() or is_collapsed(x) or len(x) < 4:
         return dict(WORST)
     z = standardize(x)
-    k, best_silhouette, assignments = best_kmeans(z, seed, candidates)  # the k-means both scores below use
+    k, best_silhouette, assignments = best_kmeans(z, seed, candidates, KMEANS_STARTS)  # the k-means both scores below use
     return {"rankme": rankme(x),
             "trustworthiness": neighbour_trust(raw, x),
             "stability": cluster_stability(z, k, seed, whole=assignments),

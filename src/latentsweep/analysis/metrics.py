@@ -144,13 +144,13 @@ def _check_k(n: int, k: int, what: str) -> None:
                         "set k=<clusters> (analysis) or objective=silhouette@<k>")
 
 
-def cluster(x: np.ndarray, k: int, method: str, seed: int = 0) -> np.ndarray:
-    """Cluster assignments of the (already standardised) rows of `x`."""
+def cluster(x: np.ndarray, k: int, method: str, seed: int = 0, n_init: int = 10) -> np.ndarray:
+    """Cluster assignments of the (already standardised) rows of `x`; `n_init`: k-means restarts."""
     from sklearn.cluster import KMeans, SpectralClustering
 
     _check_k(len(x), k, "series")
     if method == "kmeans":
-        return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(x)
+        return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(x)
     if method == "spectral":
         # A k-nearest-neighbour graph adapts to the local scale; an RBF kernel with a fixed gamma
         # does not, and collapses on high-dimensional raw series.
@@ -186,13 +186,14 @@ def kmeans_silhouette(x: np.ndarray, k: int, seed: int = 0) -> float:
     return silhouette(z, cluster(z, k, "kmeans", seed), seed)
 
 
-def best_kmeans(z: np.ndarray, seed: int = 0, candidates: Sequence[int] = range(2, 11)) -> tuple[int, float, np.ndarray]:
+def best_kmeans(z: np.ndarray, seed: int = 0, candidates: Sequence[int] = range(2, 11),
+                n_init: int = 10) -> tuple[int, float, np.ndarray]:
     """(k, silhouette, assignments) of the k-means on standardised rows `z` whose silhouette is
     best: the assignments too, so a caller that needs that clustering does not fit it again."""
     options = [k for k in candidates if 2 <= k < len(z)]
     if not options:
         raise DataError(f"only {len(z)} series: too few to cluster — add series")
-    fits = {k: cluster(z, k, "kmeans", seed) for k in options}
+    fits = {k: cluster(z, k, "kmeans", seed, n_init) for k in options}
     scores = {k: silhouette(z, fits[k], seed) for k in options}
     best = max(scores, key=lambda k: -np.inf if np.isnan(scores[k]) else scores[k])
     return best, scores[best], fits[best]
