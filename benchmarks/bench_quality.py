@@ -34,12 +34,13 @@ def _ensure_data(folder: Path) -> None:
         fetch(missing, folder)
 
 
-def _analyze(uri: str) -> dict:
+def _analyze(uri: str, model_name: str = MODEL) -> dict:
+    """analyze.py's metrics for `model_name`'s registered best in the store `uri` ("null": the best run)."""
     from latentsweep.analysis.run import analyze
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
-        cfg = compose("analyze", overrides=[f"model_name={MODEL}", f"tracking.uri={uri}"])
+        cfg = compose("analyze", overrides=[f"model_name={model_name}", f"tracking.uri={uri}"])
     return analyze(cfg)["metrics"]
 
 
