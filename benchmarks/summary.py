@@ -216,6 +216,24 @@ def variant_rows(folder: Path) -> list[list[str]]:
     return rows
 
 
+SIZE_HEADERS = ["variant (overrides on the fixed size)", "data set", "seeds", "RBF-SVM accuracy, latent mean (min) / raw",
+                "seeds at or above raw", "spectral NMI, latent mean / raw"]
+
+
+def size_rows(folder: Path) -> list[list[str]]:
+    """`bench_sizes` files in `folder`: one fixed size of the recipe, trained on several seeds, per variant."""
+    rows = []
+    for path in sorted(folder.glob("*.json")):
+        body = json.loads(path.read_text())
+        runs, summary = body["rows"], body["summary"]
+        rows.append([" ".join(body["overrides"]) or "none (the fixed size)", body["data"],
+                     ", ".join(str(r["seed"]) for r in runs),
+                     f"{summary['mean_svm']:.3f} ({summary['min_svm']:.3f}) / {runs[0]['raw_svm']:.3f}",
+                     f"{summary['seeds_svm_at_or_above_raw']} of {summary['n_seeds']}",
+                     f"{summary['mean_nmi']:.3f} / {runs[0]['raw_nmi']:.3f}"])
+    return rows
+
+
 MEMORY_HEADERS = ["data", "series", "peak RSS MB", "training s"]
 
 
@@ -245,6 +263,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the per-seed latent-vs-raw table of the run's quality*.json files (e.g. latent-seeds)")
     parser.add_argument("--variants", action="store_true",
                         help="the recipe variants compared in the run's bench_quality files (e.g. latent-explore)")
+    parser.add_argument("--sizes", action="store_true",
+                        help="one size of the recipe on several seeds, per variant (bench_sizes: latent-sizes)")
     parser.add_argument("--memory", action="store_true",
                         help="the peak-memory table of the run's memory.json (e.g. memory)")
     args = parser.parse_args(argv)
@@ -255,6 +275,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.latent:
         print(markdown_table(LATENT_HEADERS, latent_rows(folder)))
+        return
+    if args.sizes:
+        print(markdown_table(SIZE_HEADERS, size_rows(folder)))
         return
     if args.variants:
         print(markdown_table(VARIANT_HEADERS, variant_rows(folder)))

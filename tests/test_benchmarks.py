@@ -281,13 +281,15 @@ def test_the_latent_tables_in_docs_are_the_ones_the_committed_runs_give(tmp_path
     page = (ROOT / "docs" / "latent-recipe.md").read_text()
     tables = {"latent-seeds": (summary.LATENT_HEADERS, summary.latent_rows),
               "latent-carryover": (summary.LATENT_HEADERS, summary.latent_rows),
-              "latent-explore": (summary.VARIANT_HEADERS, summary.variant_rows)}
+              "latent-explore": (summary.VARIANT_HEADERS, summary.variant_rows),
+              "latent-sizes": (summary.SIZE_HEADERS, summary.size_rows)}
+    flags = {"latent-explore": "variants", "latent-sizes": "sizes"}
     for run, (headers, rows) in tables.items():
         found = rows(results / run)
         assert found, f"no committed results in benchmarks/results/{run}/"
         assert markdown_table(headers, found) in page, (
             f"docs/latent-recipe.md lacks the table of benchmarks/results/{run}/: paste "
-            f"`python -m benchmarks.summary {run} --{'variants' if run == 'latent-explore' else 'latent'}`")
+            f"`python -m benchmarks.summary {run} --{flags.get(run, 'latent')}`")
 
 
 def test_readme_is_a_front_page_that_links_pages_that_exist():
