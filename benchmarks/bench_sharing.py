@@ -4,12 +4,13 @@
   one per core, back to back in one process. A family whose epochs a second thread speeds up by
   >= 5% "splits well" and may take more than one (latentsweep.threads.MAX_THREADS caps the
   others at 1); the table says where the rule and this machine disagree.
-- `sharing`: `python train.py` with the defaults (and conv_ae), one run alone vs two at once,
-  epoch times after the first epoch. Target: two at once <= 1.3x the epoch time of one alone, per
-  run. The runs get no OMP_NUM_THREADS/MKL_NUM_THREADS from this process, so they see what a user
-  gets. conv_ae runs on 8000 series so that an epoch lasts about a second: with its default
-  0.13 s epochs, the figure measured the other run's start-up and per-epoch bookkeeping, not two
-  runs training side by side. Each case is also run alone at 1 thread (see `sharing`).
+- `sharing`: `python train.py` with every default (conv_ae on the synthetic data, its 20 epochs), and
+  rnn_ae and conv_ae on 8000 series, one run alone vs two at once: epoch times after the first
+  epoch. Target (issue 29): two default runs at once <= 1.1x the epoch time of one alone, per run.
+  The runs get no OMP_NUM_THREADS/MKL_NUM_THREADS from this process, so they see what a user
+  gets. The defaults' epochs are short (~0.1 s), so the median of 19 is taken; conv_ae on 8000
+  series has ~1 s epochs, two runs training side by side for longer. Each case is also run alone at
+  1 thread (see `sharing`).
   `python -m benchmarks.bench_sharing --before` adds the same pair with
   `trainer.num_threads=<cores>`: torch's own default, what every run used before the rule.
 """
@@ -40,7 +41,7 @@ from .common import ROOT, compose_train, save_results
 FAMILIES = {"rnn_ae": [], "vrae": [], "transformer_ae": [], "conv_ae": ["data.fixed_length=128"],
             "mlp_ae": ["data.fixed_length=128"], "highway_ae": ["data.fixed_length=128"]}
 SPLITS_WELL_GAIN = 1.05  # a second thread must buy at least 5% to be worth a core
-TARGET = 1.3
+TARGET = 1.1  # issue 29: two default runs at once, per run, against one alone
 
 
 def threads_table(n_series: int = 400, repeats: int = 2) -> dict:
@@ -109,6 +110,7 @@ def _runs(n_at_once: int, overrides: list[str], epochs: int) -> list[list[float]
 
 
 TINY = ["data.n_series=40", "data.shortest=10", "data.longest=20"]  # --tiny: checks the section runs
+DEFAULTS = "defaults (conv_ae)"  # `python train.py` as it comes: the case the target is judged on
 
 
 def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
@@ -119,15 +121,17 @@ def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
     start with 2), so it is shown, not used. The target is judged on the defaults, as the issue states it."""
     extra = TINY if tiny else []
     conv = ["model=conv_ae", "data.fixed_length=128", *(extra or ["data.n_series=8000"])]
-    cases = {"defaults (rnn_ae)": ["model=rnn_ae", *extra], "conv_ae": conv}  # rnn_ae: the default model until issue 25
+    # (overrides, epochs): the defaults' own 20 epochs (2 with --tiny); rnn_ae was the default until issue 25
+    cases = {DEFAULTS: (extra, 2 if tiny else 20), "rnn_ae": (["model=rnn_ae", *extra], epochs),
+             "conv_ae, 8000 series": (conv, epochs)}
     if before:
-        cases[f"defaults, trainer.num_threads={available_cores()} (before)"] = [
-            "model=rnn_ae", f"trainer.num_threads={available_cores()}"]
+        cases[f"defaults, trainer.num_threads={available_cores()} (before)"] = (
+            [*extra, f"trainer.num_threads={available_cores()}"], 2 if tiny else 20)
     rows, raw = [], {}
-    for label, overrides in cases.items():
-        (alone,) = _runs(1, overrides, epochs)
-        (one_thread,) = _runs(1, [*overrides, "trainer.num_threads=1"], epochs)
-        pair = _runs(2, overrides, epochs)
+    for label, (overrides, n_epochs) in cases.items():
+        (alone,) = _runs(1, overrides, n_epochs)
+        (one_thread,) = _runs(1, [*overrides, "trainer.num_threads=1"], n_epochs)
+        pair = _runs(2, overrides, n_epochs)
         t_alone, t_one = statistics.median(alone), statistics.median(one_thread)
         t_pair = [statistics.median(times) for times in pair]
         ratio, floor = max(t_pair) / t_alone, t_one / t_alone
@@ -135,14 +139,14 @@ def sharing(epochs: int = 5, before: bool = False, tiny: bool = False) -> dict:
                       "ratio": ratio, "floor": floor}
         rows.append([label, t_alone, t_one, " / ".join(f"{t:.3g}" for t in t_pair), f"{ratio:.2f}x", f"{floor:.2f}x"])
     print(f"\n### 8b. Runs sharing the machine ({available_cores()} cores; s per epoch after the first, "
-          f"median of {epochs - 1})\n")
+          f"median over each run's epochs)\n")
     print(markdown_table(["python train.py", "one alone", "one alone, 1 thread", "each of two at once",
                  "two at once / alone", "floor (1 thread / alone)"], rows))
-    judged = raw["defaults (rnn_ae)"]
+    judged = raw[DEFAULTS]
     holds = judged["ratio"] <= TARGET
     print(f"\ndefaults: {judged['ratio']:.2f}x -> target (two at once <= {TARGET}x one alone, per run) "
-          f"{'HOLDS' if holds else 'MISSED'}; conv_ae {raw['conv_ae']['ratio']:.2f}x, "
-          f"{raw['conv_ae']['floor']:.2f}x at 1 thread alone (not judged: alone it uses every core)")
+          f"{'HOLDS' if holds else 'MISSED'}; rnn_ae {raw['rnn_ae']['ratio']:.2f}x, conv_ae on 8000 series "
+          f"{raw['conv_ae, 8000 series']['ratio']:.2f}x (not judged)")
     return {"runs": raw, "target": TARGET, "target_holds": holds}
 
 

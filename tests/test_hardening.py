@@ -17,6 +17,7 @@ import pytest
 
 from latentsweep.errors import CheckpointError, TrackingError
 from latentsweep.pipeline import train
+from latentsweep.training.checkpoint import CHECKPOINT_FILE
 from tests.hardening_kit import digest, empty_store, error_line, free_port, read_only, run_cli
 from tests.pg import pg_available
 
@@ -98,13 +99,12 @@ def test_unreachable_tracking_server_fails_fast(make_cfg, stored, monkeypatch):
 def test_corrupt_checkpoint_on_resume(make_cfg, stored, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(stored["run"], copy)
-    latest = copy / "checkpoint" / (copy / "checkpoint" / "LATEST").read_text().strip()
-    weights = latest / "model.safetensors"
+    weights = copy / "checkpoint" / CHECKPOINT_FILE
     weights.write_bytes(weights.read_bytes()[:100])  # a disk that filled up mid-write
     before = digest(copy)
     cfg = make_cfg([*STORED, f"tracking.uri={stored['uri']}", "trainer.resume=true", f"trainer.resume_from={copy}"],
                    tiny=False)
-    _check(stored, lambda: train(cfg), CheckpointError, "epoch-0001 is corrupt or incomplete")
+    _check(stored, lambda: train(cfg), CheckpointError, r"is corrupt or incomplete \(checkpoint.safetensors")
     assert digest(copy) == before  # the damaged checkpoint is left for inspection, not overwritten
 
 

@@ -25,7 +25,9 @@ ALLOWED: dict[str, set[str]] = {
     "latentsweep.config": {"latentsweep.choices", "latentsweep.errors", "latentsweep.parallel"},
     "latentsweep.data": {"latentsweep.choices", "latentsweep.errors"},
     "latentsweep.models": {"latentsweep.choices", "latentsweep.data", "latentsweep.errors"},
-    "latentsweep.training": {"latentsweep.data", "latentsweep.errors"},
+    "latentsweep.training": {"latentsweep.data", "latentsweep.errors", "latentsweep.training.checkpoint"},
+    # the checkpoint file format: the sweeper reads which epoch a killed trial's checkpoint holds
+    "latentsweep.training.checkpoint": {"latentsweep.errors"},
     # the model side of tasks: the classifier head, its metrics and figures, wrap_for_task
     "latentsweep.tasks": {"latentsweep.config", "latentsweep.data", "latentsweep.errors",
                           "latentsweep.figures", "latentsweep.models"},
@@ -47,12 +49,14 @@ ALLOWED: dict[str, set[str]] = {
     "latentsweep.pipeline": {"latentsweep.build", "latentsweep.config", "latentsweep.data",
                              "latentsweep.errors", "latentsweep.figures", "latentsweep.loading",
                              "latentsweep.objectives", "latentsweep.tasks.setup", "latentsweep.threads",
-                             "latentsweep.timing", "latentsweep.tracking", "latentsweep.training"},
+                             "latentsweep.timing", "latentsweep.tracking", "latentsweep.training",
+                             "latentsweep.training.checkpoint"},
     "latentsweep.analysis.run": {"latentsweep.analysis", "latentsweep.config", "latentsweep.data",
                                  "latentsweep.errors", "latentsweep.figures", "latentsweep.loading",
-                                 "latentsweep.tracking", "latentsweep.training"},
+                                 "latentsweep.tracking", "latentsweep.training", "latentsweep.training.checkpoint"},
     "latentsweep.sweeps": {"latentsweep.cli", "latentsweep.errors", "latentsweep.objectives",
-                           "latentsweep.parallel", "latentsweep.tables", "latentsweep.tracking"},
+                           "latentsweep.parallel", "latentsweep.tables", "latentsweep.tracking",
+                           "latentsweep.training.checkpoint"},
     "hydra_plugins.latentsweep_sweeper": {"latentsweep.sweeps"},
     "latentsweep": set(),  # the package's __init__: a docstring and a version
 }

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from latentsweep import pipeline
 from latentsweep.errors import TrackingError
 from latentsweep.tracking import Tracker
-from latentsweep.training.checkpoint import FINISHED_MARK, POINTER, Checkpointer
+from latentsweep.training.checkpoint import FINISHED_MARK, Checkpointer, latest_epoch
 
 SMALL = ["data.n_series=60", "trainer.patience=null", "tracking.n_reconstructions=0", "tracking.log_model=false"]
 
@@ -53,7 +53,7 @@ def test_resume_true_picks_the_newest_run_that_did_not_finish(make_cfg, mlflow_u
     finished_b = next(r for r in runs(mlflow_uri) if r.info.run_id != crashed.info.run_id)
 
     pipeline.train(make_cfg([*SMALL, "trainer.resume=true"]))
-    assert (Path("outputs/a/checkpoint") / POINTER).read_text().strip() == "epoch-0002"  # a went on to the end
+    assert latest_epoch("outputs/a/checkpoint") == 2  # a went on to the end
     after = {r.info.run_id: r for r in runs(mlflow_uri)}
     assert len(after) == 2 and after[crashed.info.run_id].info.status == "FINISHED"
     assert after[crashed.info.run_id].data.tags["resumed_from_epoch"] == "1"
@@ -104,7 +104,7 @@ def test_an_epoch_whose_metrics_a_crash_cut_off_is_written_on_resume(make_cfg, m
         pipeline.train(make_cfg(SMALL))
     (run,) = runs(mlflow_uri)
     assert steps(mlflow_uri, run.info.run_id) == [0]
-    assert (tmp_path / "run" / "checkpoint" / POINTER).read_text().strip() == "epoch-0001"
+    assert latest_epoch(tmp_path / "run" / "checkpoint") == 1
 
     monkeypatch.setattr(Tracker, "log_epoch", real)
     pipeline.train(make_cfg([*SMALL, "trainer.resume=true", f"trainer.resume_from={tmp_path / 'run'}"]))
@@ -113,7 +113,7 @@ def test_an_epoch_whose_metrics_a_crash_cut_off_is_written_on_resume(make_cfg, m
         assert steps(mlflow_uri, run.info.run_id, key) == [0, 1, 2], key
 
 
-def test_checkpoint_files_folder_and_renames_are_fsynced(tmp_path, monkeypatch):
+def _recording_fsync(monkeypatch) -> list[str]:
     synced: list[str] = []
     real_fsync = os.fsync
 
@@ -122,17 +122,75 @@ def test_checkpoint_files_folder_and_renames_are_fsynced(tmp_path, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    return synced
+
+
+def _save(ckpt: Checkpointer, epoch: int, model: torch.nn.Module, **kwargs) -> None:
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    ckpt.save(epoch=epoch, model=model, optimizer=optimizer, best_state=None,
+              loop_state={"history": [], "epoch_seen": epoch}, **kwargs)
+
+
+def test_sync_s_0_fsyncs_every_checkpoint_and_its_rename(tmp_path, monkeypatch):
+    synced = _recording_fsync(monkeypatch)
+    folder = tmp_path / "checkpoint"
+    ckpt = Checkpointer(folder, {"seed": 1}, sync_s=0)
+    _save(ckpt, 0, torch.nn.Linear(3, 2))
+    partial = str(folder / ".checkpoint.safetensors.partial")
+    assert partial in synced  # the file, before its rename
+    assert synced.count(str(folder)) >= 1 and synced.index(partial) < synced.index(str(folder))  # then the rename
+    assert (folder / "synced.safetensors").exists() and latest_epoch(folder) == 0
+
+
+def test_between_syncs_a_checkpoint_is_written_whole_but_not_fsynced_until_the_run_ends(tmp_path, monkeypatch):
+    synced = _recording_fsync(monkeypatch)
+    folder = tmp_path / "checkpoint"
+    ckpt = Checkpointer(folder, {"seed": 1}, sync_s=3600)
+    model = torch.nn.Linear(3, 2)
+    for epoch in range(3):
+        _save(ckpt, epoch, model)
+    assert synced == [] and latest_epoch(folder) == 2  # every epoch is on disk, none fsynced yet
+    assert torch.equal(Checkpointer(folder, {"seed": 1}).load()["model"]["weight"], model.weight.detach())
+    ckpt.mark_finished()
+    assert str(folder / "checkpoint.safetensors") in synced  # the last one survives a power loss too
+    assert (folder / FINISHED_MARK).exists()
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_synced_one(tmp_path, caplog):
+    """After a power loss the newest, unsynced file can be torn: loading takes the synced epoch."""
+    folder = tmp_path / "checkpoint"
+    ckpt = Checkpointer(folder, {"seed": 1}, sync_s=3600)
+    model = torch.nn.Linear(3, 2)
+    _save(ckpt, 0, model, sync=True)
+    _save(ckpt, 1, model)
+    newest = folder / "checkpoint.safetensors"
+    newest.write_bytes(newest.read_bytes()[:50])
+    assert latest_epoch(folder) == 0
+    with caplog.at_level("WARNING"):
+        loaded = Checkpointer(folder, {"seed": 1}).load()
+    assert loaded["epoch"] == 0 and loaded["loop"]["epoch_seen"] == 0
+    assert "damaged" in caplog.text and "epoch 0" in caplog.text
+
+
+def test_a_checkpoint_of_the_earlier_folder_layout_still_resumes(tmp_path):
+    """Runs interrupted before the one-file layout: LATEST -> epoch-NNNN/ with four files."""
+    folder = tmp_path / "checkpoint"
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.Adam(model.parameters())
-    ckpt = Checkpointer(tmp_path / "checkpoint", {"seed": 1})
-    target = ckpt.save(epoch=0, model=model, optimizer=optimizer, best_state=None, loop_state={"history": []})
-    partial = str(tmp_path / "checkpoint" / ".partial-epoch-0000")
-    for name in ("model.safetensors", "optimizer.pt", "rng.pt", "state.json"):
-        assert f"{partial}/{name}" in synced, name  # each file, before the folder is renamed
-        assert (target / name).exists()
-    assert partial in synced  # the folder's entries
-    assert synced.count(str(tmp_path / "checkpoint")) >= 2  # the folder rename and the LATEST rename
-    assert synced.index(partial) < synced.index(str(tmp_path / "checkpoint"))
+    epoch_dir = folder / "epoch-0004"
+    epoch_dir.mkdir(parents=True)
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(epoch_dir / "model.safetensors"))
+    torch.save(optimizer.state_dict(), epoch_dir / "optimizer.pt")
+    torch.save({"torch": torch.get_rng_state()}, epoch_dir / "rng.pt")
+    (epoch_dir / "state.json").write_text('{"epoch": 4, "fingerprint": {"seed": 1}, "loop": {"history": []}}')
+    (folder / "LATEST").write_text("epoch-0004")
+    assert latest_epoch(folder) == 4
+    loaded = Checkpointer(folder, {"seed": 1}).load()
+    assert loaded["epoch"] == 4 and torch.equal(loaded["model"]["bias"], model.bias.detach())
 
 
 @pytest.mark.parametrize("on", [True, False])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from latentsweep.data import collate
 from latentsweep.pipeline import load_data, train
 from latentsweep.tracking import client_for, load_model
+from latentsweep.training.checkpoint import model_weights
 
 
 def _only_run(uri):
@@ -54,8 +54,7 @@ def test_mlflow_run_holds_metrics_figures_and_a_loadable_model(make_cfg, mlflow_
 
 
 def _final_weights(folder: Path) -> dict[str, torch.Tensor]:
-    latest = (folder / "LATEST").read_text().strip()
-    return load_file(str(folder / latest / "model.safetensors"))
+    return model_weights(folder)
 
 
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(make_cfg, tmp_path, mlflow_uri):

@@ -34,7 +34,13 @@ from .threads import RunLease, ThreadPolicy
 from .timing import PhaseClock
 from .tracking.tracker import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
-from .training.checkpoint import is_finished
+from .training.checkpoint import (
+    CHECKPOINT_FILE,
+    LEGACY_POINTER,
+    SYNCED_FILE,
+    has_checkpoint,
+    is_finished,
+)
 from .training.device import configure_cuda, set_deterministic
 
 log = logging.getLogger("latentsweep")
@@ -48,17 +54,18 @@ def _find_checkpoint_dir(trainer_cfg: DictConfig) -> Path:
     if trainer_cfg.resume_from:
         base = Path(trainer_cfg.resume_from)
         for candidate in (base / "checkpoint", base):
-            if (candidate / "LATEST").exists():
+            if has_checkpoint(candidate):
                 return candidate
         raise CheckpointError(f"no checkpoint under {base} — point trainer.resume_from at a run's "
-                              "output directory (it holds checkpoint/LATEST)")
-    found = sorted(RESUME_SEARCH_ROOT.glob("**/checkpoint/LATEST"), key=lambda p: p.stat().st_mtime)
-    unfinished = [p for p in found if not is_finished(p.parent)]
+                              f"output directory (it holds checkpoint/{CHECKPOINT_FILE})")
+    found = sorted({p.parent for name in (CHECKPOINT_FILE, SYNCED_FILE, LEGACY_POINTER)
+                    for p in RESUME_SEARCH_ROOT.glob(f"**/checkpoint/{name}")}, key=lambda p: p.stat().st_mtime)
+    unfinished = [p for p in found if not is_finished(p)]
     if not unfinished:
         what = "only finished runs' checkpoints" if found else "no checkpoint"
         raise CheckpointError(f"trainer.resume=true but {what} under {RESUME_SEARCH_ROOT}/ — "
                               "set trainer.resume_from=<run output dir> or drop trainer.resume")
-    return unfinished[-1].parent
+    return unfinished[-1]
 
 
 def fingerprint(cfg: DictConfig) -> dict[str, Any]:
@@ -225,10 +232,10 @@ def _open_checkpoint(cfg: DictConfig) -> tuple[Checkpointer | None, dict | None]
     """(checkpointer, state to resume from): `trainer.resume` loads one (failing fast on a corrupt or
     mismatched checkpoint), `trainer.checkpoint_dir` starts one, neither means no checkpoints."""
     if cfg.trainer.resume:
-        checkpointer = Checkpointer(_find_checkpoint_dir(cfg.trainer), fingerprint(cfg))
+        checkpointer = Checkpointer(_find_checkpoint_dir(cfg.trainer), fingerprint(cfg), cfg.trainer.checkpoint_sync_s)
         return checkpointer, checkpointer.load()
     if cfg.trainer.checkpoint_dir:
-        return Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg)), None
+        return Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg), cfg.trainer.checkpoint_sync_s), None
     return None, None
 
 

@@ -48,11 +48,11 @@ def record_launch(trial: optuna.Trial, checkpoint: Path | None) -> None:
 
 def last_epoch(trial: FrozenTrial) -> int | None:
     """The last epoch the trial's checkpoint holds, or None when it has none yet."""
+    # torch: imported when a killed trial is looked at, not by Hydra's plugin scan
+    from ..training.checkpoint import latest_epoch
+
     folder = trial.user_attrs.get(CHECKPOINT)
-    try:
-        return int((Path(folder) / "LATEST").read_text().strip().split("-")[1]) if folder else None
-    except (OSError, IndexError, ValueError):
-        return None
+    return latest_epoch(folder) if folder else None
 
 
 def resume_overrides(trial: FrozenTrial) -> list[str]:

@@ -15,6 +15,9 @@ from .store import MODEL_DIR, client_for, flatten, get_or_create_experiment
 
 log = logging.getLogger("latentsweep.tracking")
 
+EPOCH_FLUSH_S = 5.0  # per-epoch metrics reach the store at most this late (MLflow's UI refreshes about as often)
+MAX_BATCH = 1000  # metrics per log_batch call: MLflow's limit
+
 
 class Tracker:
     """One MLflow run. Disabled trackers accept every call and do nothing."""
@@ -24,7 +27,8 @@ class Tracker:
         self.run_id: str | None = None
         self.resumed = False  # start() continued an existing run
         self.experiment_name = experiment
-        self._pending: list[tuple[Any, list]] = []  # (async operation, its metrics) not yet confirmed
+        self._pending: list[Any] = []  # epochs' metrics not yet written (log_epoch)
+        self._last_write = time.monotonic()
         if not enabled:
             self.uri = None
             return
@@ -101,30 +105,29 @@ class Tracker:
         self._retry(lambda: self.client.log_batch(self.run_id, metrics=batch))
 
     def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
-        """One epoch's metrics through MLflow's asynchronous logging, so the loop never waits for
-        the store (a SQLite write is a large share of a small epoch). One epoch is in flight at a
-        time: the previous one is confirmed first (`flush`), so a store that went away stops the run
-        one epoch later with the same one-line error; a killed run loses at most the epoch in
-        flight, which its next attempt writes from the checkpoint (`pipeline._log_missing_epochs`)."""
+        """One epoch's metrics, kept in memory and written in one batch at most every
+        `EPOCH_FLUSH_S` seconds (and when the run ends), so the loop never waits for the store each
+        epoch: a SQLite write took longer than a small model's epoch, and MLflow's asynchronous
+        logging waits up to a second for its thread when a run ends (issue 29). A store that went
+        away stops the run at the next write with the same one-line error; a killed run loses at
+        most the epochs not yet written, which its next attempt writes from the checkpoint
+        (`pipeline._log_missing_epochs`)."""
         if not self.enabled:
             return
         from mlflow.entities import Metric
 
-        self.flush()
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        self._pending.append((self.client.log_batch(self.run_id, metrics=batch, synchronous=False), batch))
+        self._pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if time.monotonic() - self._last_write >= EPOCH_FLUSH_S:
+            self.flush()
 
     def flush(self) -> None:
-        """Wait for the epochs in flight; one the store refused (a SQLite store briefly locked by a
-        parallel trial, a server gone) is written again synchronously, with `_retry`'s retries."""
+        """Write the epochs kept in memory (MLflow takes at most 1000 metrics per batch)."""
         pending, self._pending = self._pending, []
-        for operation, batch in pending:
-            try:
-                operation.wait()
-            except Exception as exc:  # noqa: BLE001 - logged, then written again with retries
-                log.info("an asynchronous MLflow write failed (%s): written again", str(exc).splitlines()[0][:200])
-                self._retry(lambda batch=batch: self.client.log_batch(self.run_id, metrics=batch))
+        self._last_write = time.monotonic()
+        for i in range(0, len(pending), MAX_BATCH):
+            chunk = pending[i : i + MAX_BATCH]
+            self._retry(lambda chunk=chunk: self.client.log_batch(self.run_id, metrics=chunk))
 
     def _retry(self, call, attempts: int = 5) -> None:
         """SQLite stores shared by parallel trials can be briefly locked: retry with backoff."""

@@ -1,28 +1,43 @@
-"""Per-epoch checkpoints without pickle, written so a kill never leaves a half-written one.
+"""Per-epoch checkpoints without pickle, one file each, so a kill never leaves a half-written one.
 
-Each save goes to a fresh `epoch-NNNN/` folder (weights as safetensors, optimiser state and RNG
-states as tensors read back with `weights_only=True`, loop state as JSON); only when it is
-complete does the `LATEST` pointer move to it (atomic rename), and older folders are removed.
-Every file, the folder and each rename are fsynced before the pointer moves, so the last complete
-epoch also survives a power loss (a rename that is not fsynced can be lost with the page cache).
-A run that ends normally marks its checkpoint `FINISHED`: `trainer.resume=true` skips it.
+The whole training state of an epoch (weights, the best weights so far, optimiser and RNG state as
+tensors, loop state as JSON in the header) is one safetensors file, `checkpoint.safetensors`. Each
+epoch writes it to a temporary name and renames it into place (atomic): a process killed at any
+moment (kill -9, preemption, the OOM killer) leaves the last finished epoch's file whole, and the
+page cache that holds it outlives the process.
+
+A power loss is another matter: what was not fsynced can be lost. Fsyncing every epoch took more
+time than a small model's epoch (issue 29), so the file is fsynced at most every `sync_s` seconds,
+and then also copied to `synced.safetensors`, which is never left half-written either. Loading
+takes the newest file that reads back whole: after a power loss, at worst the epoch synced up to
+`sync_s` earlier. `sync_s=0` fsyncs every epoch. A run that ends normally writes a synced
+checkpoint and marks it `FINISHED`: `trainer.resume=true` skips it.
+
+Checkpoints of the earlier layout (a `LATEST` pointer to `epoch-NNNN/` folders) are still read.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 
-POINTER = "LATEST"
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.safetensors"  # the newest finished epoch
+SYNCED_FILE = "synced.safetensors"  # the newest epoch fsynced to the disk
 FINISHED_MARK = "FINISHED"
+LEGACY_POINTER = "LATEST"  # the earlier layout: LATEST -> epoch-NNNN/ (model.safetensors, ...)
+FORMAT = "latentsweep-checkpoint-2"
 
 
 def fsync_path(path: Path) -> None:
@@ -61,79 +76,207 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _pack(model_state: dict[str, torch.Tensor], best_state: dict[str, torch.Tensor] | None,
+          optimizer_state: dict[str, Any], rng: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every tensor under a prefixed name, and the optimiser's non-tensor values for the header."""
+    tensors = {f"model.{k}": v for k, v in model_state.items()}
+    if best_state is not None:
+        tensors.update({f"best.{k}": v.contiguous() for k, v in best_state.items()})
+    plain_state: dict[str, dict[str, Any]] = {}
+    for index, values in optimizer_state["state"].items():
+        plain_state[str(index)] = {}
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().to("cpu").contiguous().clone()
+            else:
+                plain_state[str(index)][name] = value
+    tensors["rng.torch"] = rng["torch"]
+    for i, cuda_state in enumerate(rng.get("cuda", [])):
+        tensors[f"rng.cuda.{i}"] = cuda_state
+    return tensors, {"param_groups": optimizer_state["param_groups"], "state": plain_state}
+
+
+def _unpack(tensors: dict[str, torch.Tensor], optimizer_plain: dict[str, Any]) -> dict[str, Any]:
+    """`_pack`'s inverse: model, best, optimizer state dict and RNG state."""
+    out: dict[str, Any] = {"model": {}, "best_state": {}, "rng": {}}
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in optimizer_plain["state"].items()}
+    cuda: dict[int, torch.Tensor] = {}
+    for key, value in tensors.items():
+        kind, rest = key.split(".", 1)
+        if kind in ("model", "best"):
+            out["model" if kind == "model" else "best_state"][rest] = value
+        elif kind == "optimizer":
+            index, name = rest.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        elif rest == "torch":
+            out["rng"]["torch"] = value
+        else:
+            cuda[int(rest.split(".")[1])] = value
+    if cuda:
+        out["rng"]["cuda"] = [cuda[i] for i in sorted(cuda)]
+    out["best_state"] = out["best_state"] or None
+    out["optimizer"] = {"state": state, "param_groups": optimizer_plain["param_groups"]}
+    return out
+
+
 class Checkpointer:
     """Save and load the whole training state of one run in `directory`."""
 
-    def __init__(self, directory: str | Path, fingerprint: dict[str, Any]):
+    def __init__(self, directory: str | Path, fingerprint: dict[str, Any], sync_s: float = 30.0):
         self.directory = Path(directory)
         self.fingerprint = fingerprint  # the config values that must match on resume
+        self.sync_s = sync_s
+        self._last_sync = time.monotonic()
+        self._unsynced = False  # the newest checkpoint file is not fsynced yet
 
     def save(self, *, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             best_state: dict[str, torch.Tensor] | None, loop_state: dict[str, Any]) -> Path:
+             best_state: dict[str, torch.Tensor] | None, loop_state: dict[str, Any],
+             sync: bool | None = None) -> Path:
+        """This epoch's state as `checkpoint.safetensors`; fsynced (and copied to the synced file)
+        when `sync` says so, or by default when `sync_s` seconds have passed since the last sync."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        target = self.directory / f"epoch-{epoch:04d}"
-        if target.exists():
-            shutil.rmtree(target)
-        tmp = self.directory / f".partial-epoch-{epoch:04d}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        save_file(state_dict_to_cpu(model.state_dict()), str(tmp / "model.safetensors"))
-        if best_state is not None:
-            save_file(best_state, str(tmp / "best.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(rng_state(), tmp / "rng.pt")
-        meta = {"epoch": epoch, "fingerprint": self.fingerprint, "loop": loop_state}
+        tensors, optimizer_plain = _pack(state_dict_to_cpu(model.state_dict()), best_state,
+                                         optimizer.state_dict(), rng_state())
         # compact JSON: `indent` takes Python's pure-Python encoder, and the history grows every epoch
-        (tmp / "state.json").write_text(json.dumps(meta))
-        for written in tmp.iterdir():
-            fsync_path(written)
-        fsync_path(tmp)
+        header = {"format": FORMAT, "state": json.dumps({"epoch": epoch, "fingerprint": self.fingerprint,
+                                                         "loop": loop_state, "optimizer": optimizer_plain})}
+        if sync is None:
+            sync = time.monotonic() - self._last_sync >= self.sync_s
         (self.directory / FINISHED_MARK).unlink(missing_ok=True)  # training goes on (e.g. more epochs)
-        os.replace(tmp, target)
-        fsync_path(self.directory)
-        _atomic_write_text(self.directory / POINTER, target.name)
-        for old in self.directory.glob("epoch-*"):
-            if old != target:
-                shutil.rmtree(old, ignore_errors=True)
+        target = self.directory / CHECKPOINT_FILE
+        self._write(target, tensors, header, sync)
+        if sync:
+            self._write(self.directory / SYNCED_FILE, tensors, header, sync=True)
+            self._last_sync = time.monotonic()
+        self._unsynced = not sync
         return target
 
+    def _write(self, target: Path, tensors: dict[str, torch.Tensor], header: dict[str, str], sync: bool) -> None:
+        tmp = target.with_name(f".{target.name}.partial")
+        save_file(tensors, str(tmp), metadata=header)
+        if sync:
+            fsync_path(tmp)
+        os.replace(tmp, target)
+        if sync:
+            fsync_path(self.directory)  # the rename itself
+
     def exists(self) -> bool:
-        return (self.directory / POINTER).exists()
+        return has_checkpoint(self.directory)
 
     def mark_finished(self) -> None:
-        """The run ended normally: `trainer.resume=true` no longer picks this checkpoint."""
-        if self.exists():
-            _atomic_write_text(self.directory / FINISHED_MARK, "finished\n")
+        """The run ended normally: its last checkpoint is fsynced (it survives a power loss too), and
+        `trainer.resume=true` no longer picks it."""
+        if not self.exists():
+            return
+        if self._unsynced:
+            fsync_path(self.directory / CHECKPOINT_FILE)
+            fsync_path(self.directory)
+            self._unsynced = False
+        _atomic_write_text(self.directory / FINISHED_MARK, "finished\n")
 
     def finished(self) -> bool:
         return is_finished(self.directory)
 
     def load(self, map_location: torch.device | str = "cpu") -> dict[str, Any]:
         """Everything `save` wrote; mismatched configuration or damage is a CheckpointError."""
-        pointer = self.directory / POINTER
-        if not pointer.exists():
-            raise CheckpointError(f"no checkpoint in {self.directory} — start without trainer.resume "
-                                  "or point trainer.resume_from at a run's output directory")
-        folder = self.directory / pointer.read_text().strip()
-        try:
-            meta = json.loads((folder / "state.json").read_text())
-            model_state = load_file(str(folder / "model.safetensors"), device=str(map_location))
-            best = folder / "best.safetensors"
-            best_state = load_file(str(best)) if best.exists() else None
-            optimizer_state = torch.load(folder / "optimizer.pt", map_location=map_location, weights_only=True)
-            rng = torch.load(folder / "rng.pt", map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"checkpoint {folder} is corrupt or incomplete ({type(exc).__name__}) — "
-                                  "delete it and start again without trainer.resume") from exc
+        if (self.directory / LEGACY_POINTER).exists() and not (self.directory / CHECKPOINT_FILE).exists():
+            loaded, source = _load_legacy(self.directory, map_location), self.directory
+        else:
+            loaded, source = _load_newest(self.directory, map_location)
+        meta = loaded.pop("meta")
         diffs = {k: (meta["fingerprint"].get(k), v) for k, v in self.fingerprint.items()
                  if meta["fingerprint"].get(k) != v}
         if diffs:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diffs.items()))
-            raise CheckpointError(f"checkpoint {folder} is from a different configuration ({detail}) — "
+            raise CheckpointError(f"checkpoint {source} is from a different configuration ({detail}) — "
                                   "resume with the same settings or start a new run")
-        return {"epoch": meta["epoch"], "loop": meta["loop"], "model": model_state,
-                "best_state": best_state, "optimizer": optimizer_state, "rng": rng}
+        return {"epoch": meta["epoch"], "loop": meta["loop"], **loaded}
+
+
+def _read(path: Path, map_location: torch.device | str) -> dict[str, Any]:
+    """One checkpoint file: its tensors, unpacked, and its header's state as `meta`."""
+    with safe_open(str(path), framework="pt") as fh:
+        header = fh.metadata() or {}
+    if header.get("format") != FORMAT:
+        raise ValueError(f"not a {FORMAT} file")
+    meta = json.loads(header["state"])
+    out = _unpack(load_file(str(path), device=str(map_location)), meta.pop("optimizer"))
+    out["rng"] = {k: (v.cpu() if k == "torch" else [t.cpu() for t in v]) for k, v in out["rng"].items()}
+    if out["best_state"] is not None:  # the loop keeps the best weights on the CPU
+        out["best_state"] = {k: v.cpu() for k, v in out["best_state"].items()}
+    return {**out, "meta": meta}
+
+
+def _load_newest(directory: Path, map_location: torch.device | str) -> tuple[dict[str, Any], Path]:
+    """The newest of the two files that reads back whole (the synced one after a power loss)."""
+    found: list[tuple[int, dict[str, Any], Path]] = []
+    damaged: list[str] = []
+    for name in (CHECKPOINT_FILE, SYNCED_FILE):
+        path = directory / name
+        if not path.exists():
+            continue
+        try:
+            loaded = _read(path, map_location)
+        except Exception as exc:  # noqa: BLE001 - any damage: named below, the other file may be whole
+            damaged.append(f"{name} ({type(exc).__name__})")
+            continue
+        found.append((loaded["meta"]["epoch"], loaded, path))
+    if not found:
+        if damaged:
+            raise CheckpointError(f"checkpoint {directory} is corrupt or incomplete ({', '.join(damaged)}) — "
+                                  "delete it and start again without trainer.resume")
+        raise CheckpointError(f"no checkpoint in {directory} — start without trainer.resume "
+                              "or point trainer.resume_from at a run's output directory")
+    epoch, loaded, path = max(found, key=lambda item: item[0])
+    if damaged:
+        log.warning("checkpoint %s is damaged (%s): resuming from epoch %d in %s, the last one synced to disk",
+                    directory, ", ".join(damaged), epoch, path.name)
+    return loaded, path
+
+
+def _load_legacy(directory: Path, map_location: torch.device | str) -> dict[str, Any]:
+    """A checkpoint of the earlier layout: `LATEST` names an `epoch-NNNN/` folder of four files."""
+    folder = directory / (directory / LEGACY_POINTER).read_text().strip()
+    try:
+        meta = json.loads((folder / "state.json").read_text())
+        best = folder / "best.safetensors"
+        return {"model": load_file(str(folder / "model.safetensors"), device=str(map_location)),
+                "best_state": load_file(str(best)) if best.exists() else None,
+                "optimizer": torch.load(folder / "optimizer.pt", map_location=map_location, weights_only=True),
+                "rng": torch.load(folder / "rng.pt", map_location="cpu", weights_only=True), "meta": meta}
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {folder} is corrupt or incomplete ({type(exc).__name__}) — "
+                              "delete it and start again without trainer.resume") from exc
+
+
+def has_checkpoint(directory: str | Path) -> bool:
+    """True when `directory` holds a checkpoint (of either layout)."""
+    directory = Path(directory)
+    return any((directory / name).exists() for name in (CHECKPOINT_FILE, SYNCED_FILE, LEGACY_POINTER))
+
+
+def latest_epoch(directory: str | Path) -> int | None:
+    """The newest epoch whose checkpoint in `directory` reads back, or None before the first; reads
+    the files' headers only (cheap: the sweeper asks for every killed trial)."""
+    directory = Path(directory)
+    epochs = []
+    for name in (CHECKPOINT_FILE, SYNCED_FILE):
+        try:
+            with safe_open(str(directory / name), framework="pt") as fh:
+                epochs.append(json.loads((fh.metadata() or {})["state"])["epoch"])
+        except Exception:  # noqa: BLE001 - missing or damaged: not a usable checkpoint
+            continue
+    if not epochs and (directory / LEGACY_POINTER).exists():
+        try:
+            return int((directory / LEGACY_POINTER).read_text().strip().split("-")[1])
+        except (OSError, IndexError, ValueError):
+            return None
+    return max(epochs, default=None)
+
+
+def model_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """The model weights of the newest checkpoint in `directory` (for inspection and tests)."""
+    return _load_newest(Path(directory), "cpu")[0]["model"]
 
 
 def is_finished(directory: str | Path) -> bool:
