@@ -21,7 +21,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from safetensors.torch import load_file
 
-from latentsweep.training.checkpoint import CHECKPOINT_FILE, latest_epoch, model_weights
+from latentsweep.training.checkpoint import (
+    CHECKPOINT_FILES,
+    SLOT_FILES,
+    latest_epoch,
+    model_weights,
+)
 from tests.hardening_kit import (
     cli_env,
     empty_store,
@@ -89,7 +94,7 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_weights(tmp_path):
     assert rc == 0, err[-3000:]
     assert _latest(ckpt) == _latest(tmp_path / "full" / "checkpoint") == epochs - 1
     # no torn or temporary file left: the newest checkpoint, maybe its synced copy, and the end mark
-    assert {p.name for p in ckpt.iterdir()} <= {CHECKPOINT_FILE, "synced.safetensors", "FINISHED"}
+    assert {p.name for p in ckpt.iterdir()} <= {*CHECKPOINT_FILES, "FINISHED"}
     resumed, reference = _final_weights(ckpt), _final_weights(tmp_path / "full" / "checkpoint")
     assert resumed.keys() == reference.keys()
     for key in reference:
@@ -286,7 +291,7 @@ def test_mlflow_server_down_mid_run_keeps_the_checkpoint_and_resume_completes(tm
         assert len(errors) == 1 and "the checkpoint is intact; resume with trainer.resume=true" in errors[0], errors
         stopped_at = _latest(ckpt)
         assert stopped_at is not None and stopped_at < epochs - 1
-        assert set(load_file(str(ckpt / CHECKPOINT_FILE))) >= {"rng.torch"}  # complete, readable
+        assert set(load_file(str(ckpt / SLOT_FILES[stopped_at % 2]))) >= {"rng.torch"}  # complete, readable
         assert model_weights(ckpt)
 
         rc, out, err = _finish(_popen(tmp_path, *common, f"tracking.uri={restarted}",

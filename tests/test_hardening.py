@@ -17,7 +17,7 @@ import pytest
 
 from latentsweep.errors import CheckpointError, TrackingError
 from latentsweep.pipeline import train
-from latentsweep.training.checkpoint import CHECKPOINT_FILE
+from latentsweep.training.checkpoint import CHECKPOINT_FILES
 from tests.hardening_kit import digest, empty_store, error_line, free_port, read_only, run_cli
 from tests.pg import pg_available
 
@@ -99,12 +99,14 @@ def test_unreachable_tracking_server_fails_fast(make_cfg, stored, monkeypatch):
 def test_corrupt_checkpoint_on_resume(make_cfg, stored, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(stored["run"], copy)
-    weights = copy / "checkpoint" / CHECKPOINT_FILE
-    weights.write_bytes(weights.read_bytes()[:100])  # a disk that filled up mid-write
+    for name in CHECKPOINT_FILES:  # every copy: a disk that filled up mid-write
+        weights = copy / "checkpoint" / name
+        if weights.exists():
+            weights.write_bytes(weights.read_bytes()[:100])
     before = digest(copy)
     cfg = make_cfg([*STORED, f"tracking.uri={stored['uri']}", "trainer.resume=true", f"trainer.resume_from={copy}"],
                    tiny=False)
-    _check(stored, lambda: train(cfg), CheckpointError, r"is corrupt or incomplete \(checkpoint.safetensors")
+    _check(stored, lambda: train(cfg), CheckpointError, r"is corrupt or incomplete \(checkpoint-0.safetensors")
     assert digest(copy) == before  # the damaged checkpoint is left for inspection, not overwritten
 
 

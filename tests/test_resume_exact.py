@@ -138,7 +138,7 @@ def test_sync_s_0_fsyncs_every_checkpoint_and_its_rename(tmp_path, monkeypatch):
     folder = tmp_path / "checkpoint"
     ckpt = Checkpointer(folder, {"seed": 1}, sync_s=0)
     _save(ckpt, 0, torch.nn.Linear(3, 2))
-    partial = str(folder / ".checkpoint.safetensors.partial")
+    partial = str(folder / ".checkpoint-0.safetensors.partial")
     assert partial in synced  # the file, before its rename
     assert synced.count(str(folder)) >= 1 and synced.index(partial) < synced.index(str(folder))  # then the rename
     assert (folder / "synced.safetensors").exists() and latest_epoch(folder) == 0
@@ -154,24 +154,38 @@ def test_between_syncs_a_checkpoint_is_written_whole_but_not_fsynced_until_the_r
     assert synced == [] and latest_epoch(folder) == 2  # every epoch is on disk, none fsynced yet
     assert torch.equal(Checkpointer(folder, {"seed": 1}).load()["model"]["weight"], model.weight.detach())
     ckpt.mark_finished()
-    assert str(folder / "checkpoint.safetensors") in synced  # the last one survives a power loss too
+    assert str(folder / "checkpoint-0.safetensors") in synced  # the last one (epoch 2) survives a power loss too
     assert (folder / FINISHED_MARK).exists()
 
 
-def test_a_damaged_newest_checkpoint_falls_back_to_the_synced_one(tmp_path, caplog):
-    """After a power loss the newest, unsynced file can be torn: loading takes the synced epoch."""
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_whole_one(tmp_path, caplog):
+    """After a power loss the unsynced files can be torn: loading takes the newest whole epoch
+    (the synced copy here, once both slots are torn)."""
     folder = tmp_path / "checkpoint"
     ckpt = Checkpointer(folder, {"seed": 1}, sync_s=3600)
     model = torch.nn.Linear(3, 2)
-    _save(ckpt, 0, model, sync=True)
-    _save(ckpt, 1, model)
-    newest = folder / "checkpoint.safetensors"
+    for epoch in range(4):
+        _save(ckpt, epoch, model, sync=epoch == 1)
+    newest = folder / "checkpoint-1.safetensors"  # epoch 3
     newest.write_bytes(newest.read_bytes()[:50])
-    assert latest_epoch(folder) == 0
+    assert latest_epoch(folder) == 2
     with caplog.at_level("WARNING"):
-        loaded = Checkpointer(folder, {"seed": 1}).load()
-    assert loaded["epoch"] == 0 and loaded["loop"]["epoch_seen"] == 0
-    assert "damaged" in caplog.text and "epoch 0" in caplog.text
+        assert Checkpointer(folder, {"seed": 1}).load()["epoch"] == 2
+    assert "damaged" in caplog.text and "epoch 2" in caplog.text
+    older = folder / "checkpoint-0.safetensors"  # epoch 2
+    older.write_bytes(b"")
+    loaded = Checkpointer(folder, {"seed": 1}).load()
+    assert loaded["epoch"] == 1 and loaded["loop"]["epoch_seen"] == 1  # the synced copy
+
+
+def test_a_new_run_in_a_used_folder_does_not_resume_the_old_runs_epochs(tmp_path):
+    folder = tmp_path / "checkpoint"
+    model = torch.nn.Linear(3, 2)
+    old = Checkpointer(folder, {"seed": 1}, sync_s=0)
+    for epoch in range(6):
+        _save(old, epoch, model)
+    _save(Checkpointer(folder, {"seed": 1}), 0, model)  # a new run, not resuming
+    assert latest_epoch(folder) == 0
 
 
 def test_a_checkpoint_of_the_earlier_folder_layout_still_resumes(tmp_path):

@@ -35,9 +35,9 @@ from .timing import PhaseClock
 from .tracking.tracker import Tracker
 from .training import Checkpointer, fit, resolve_device, seed_everything
 from .training.checkpoint import (
-    CHECKPOINT_FILE,
+    CHECKPOINT_FILES,
     LEGACY_POINTER,
-    SYNCED_FILE,
+    SLOT_FILES,
     has_checkpoint,
     is_finished,
 )
@@ -57,8 +57,8 @@ def _find_checkpoint_dir(trainer_cfg: DictConfig) -> Path:
             if has_checkpoint(candidate):
                 return candidate
         raise CheckpointError(f"no checkpoint under {base} — point trainer.resume_from at a run's "
-                              f"output directory (it holds checkpoint/{CHECKPOINT_FILE})")
-    found = sorted({p.parent for name in (CHECKPOINT_FILE, SYNCED_FILE, LEGACY_POINTER)
+                              f"output directory (it holds checkpoint/{SLOT_FILES[0]})")
+    found = sorted({p.parent for name in (*CHECKPOINT_FILES, LEGACY_POINTER)
                     for p in RESUME_SEARCH_ROOT.glob(f"**/checkpoint/{name}")}, key=lambda p: p.stat().st_mtime)
     unfinished = [p for p in found if not is_finished(p)]
     if not unfinished:

@@ -1,10 +1,13 @@
 """Per-epoch checkpoints without pickle, one file each, so a kill never leaves a half-written one.
 
 The whole training state of an epoch (weights, the best weights so far, optimiser and RNG state as
-tensors, loop state as JSON in the header) is one safetensors file, `checkpoint.safetensors`. Each
-epoch writes it to a temporary name and renames it into place (atomic): a process killed at any
-moment (kill -9, preemption, the OOM killer) leaves the last finished epoch's file whole, and the
-page cache that holds it outlives the process.
+tensors, loop state as JSON in the header) is one safetensors file. Epochs take turns between two
+files, `checkpoint-0.safetensors` and `checkpoint-1.safetensors` (even and odd epochs): each is
+written under a temporary name and renamed into place over the epoch before last, so a process
+killed at any moment (kill -9, preemption, the OOM killer) leaves the last finished epoch's file
+whole, and the page cache that holds it outlives the process. Two files rather than one renamed
+over itself: on ext4 a rename that replaces a file flushes the new one first (`auto_da_alloc`),
+which cost more than the write; the older file is removed before the rename instead.
 
 A power loss is another matter: what was not fsynced can be lost. Fsyncing every epoch took more
 time than a small model's epoch (issue 29), so the file is fsynced at most every `sync_s` seconds,
@@ -33,8 +36,9 @@ from ..errors import CheckpointError
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FILE = "checkpoint.safetensors"  # the newest finished epoch
+SLOT_FILES = ("checkpoint-0.safetensors", "checkpoint-1.safetensors")  # even and odd epochs
 SYNCED_FILE = "synced.safetensors"  # the newest epoch fsynced to the disk
+CHECKPOINT_FILES = (*SLOT_FILES, SYNCED_FILE)
 FINISHED_MARK = "FINISHED"
 LEGACY_POINTER = "LATEST"  # the earlier layout: LATEST -> epoch-NNNN/ (model.safetensors, ...)
 FORMAT = "latentsweep-checkpoint-2"
@@ -127,14 +131,19 @@ class Checkpointer:
         self.fingerprint = fingerprint  # the config values that must match on resume
         self.sync_s = sync_s
         self._last_sync = time.monotonic()
-        self._unsynced = False  # the newest checkpoint file is not fsynced yet
+        self._unsynced: Path | None = None  # the newest checkpoint file, while it is not fsynced
+        self._fresh = True  # no save or load yet: a new run clears what an earlier one left here
 
     def save(self, *, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              best_state: dict[str, torch.Tensor] | None, loop_state: dict[str, Any],
              sync: bool | None = None) -> Path:
-        """This epoch's state as `checkpoint.safetensors`; fsynced (and copied to the synced file)
-        when `sync` says so, or by default when `sync_s` seconds have passed since the last sync."""
+        """This epoch's state in its slot file; fsynced (and copied to the synced file) when `sync`
+        says so, or by default when `sync_s` seconds have passed since the last sync."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self._fresh:  # a new run in a folder an earlier run used: its epochs must not look newer
+            for name in CHECKPOINT_FILES:
+                (self.directory / name).unlink(missing_ok=True)
+            self._fresh = False
         tensors, optimizer_plain = _pack(state_dict_to_cpu(model.state_dict()), best_state,
                                          optimizer.state_dict(), rng_state())
         # compact JSON: `indent` takes Python's pure-Python encoder, and the history grows every epoch
@@ -143,12 +152,12 @@ class Checkpointer:
         if sync is None:
             sync = time.monotonic() - self._last_sync >= self.sync_s
         (self.directory / FINISHED_MARK).unlink(missing_ok=True)  # training goes on (e.g. more epochs)
-        target = self.directory / CHECKPOINT_FILE
+        target = self.directory / SLOT_FILES[epoch % 2]
         self._write(target, tensors, header, sync)
         if sync:
             self._write(self.directory / SYNCED_FILE, tensors, header, sync=True)
             self._last_sync = time.monotonic()
-        self._unsynced = not sync
+        self._unsynced = None if sync else target
         return target
 
     def _write(self, target: Path, tensors: dict[str, torch.Tensor], header: dict[str, str], sync: bool) -> None:
@@ -156,7 +165,8 @@ class Checkpointer:
         save_file(tensors, str(tmp), metadata=header)
         if sync:
             fsync_path(tmp)
-        os.replace(tmp, target)
+        target.unlink(missing_ok=True)  # the epoch before last (the other slot holds the last one)
+        os.rename(tmp, target)
         if sync:
             fsync_path(self.directory)  # the rename itself
 
@@ -168,10 +178,10 @@ class Checkpointer:
         `trainer.resume=true` no longer picks it."""
         if not self.exists():
             return
-        if self._unsynced:
-            fsync_path(self.directory / CHECKPOINT_FILE)
+        if self._unsynced is not None:
+            fsync_path(self._unsynced)
             fsync_path(self.directory)
-            self._unsynced = False
+            self._unsynced = None
         _atomic_write_text(self.directory / FINISHED_MARK, "finished\n")
 
     def finished(self) -> bool:
@@ -179,7 +189,8 @@ class Checkpointer:
 
     def load(self, map_location: torch.device | str = "cpu") -> dict[str, Any]:
         """Everything `save` wrote; mismatched configuration or damage is a CheckpointError."""
-        if (self.directory / LEGACY_POINTER).exists() and not (self.directory / CHECKPOINT_FILE).exists():
+        self._fresh = False  # resuming: the files here are this run's
+        if (self.directory / LEGACY_POINTER).exists() and not any((self.directory / n).exists() for n in CHECKPOINT_FILES):
             loaded, source = _load_legacy(self.directory, map_location), self.directory
         else:
             loaded, source = _load_newest(self.directory, map_location)
@@ -208,10 +219,11 @@ def _read(path: Path, map_location: torch.device | str) -> dict[str, Any]:
 
 
 def _load_newest(directory: Path, map_location: torch.device | str) -> tuple[dict[str, Any], Path]:
-    """The newest of the two files that reads back whole (the synced one after a power loss)."""
+    """The newest file that reads back whole: the last epoch's slot, else (a kill mid-write, a power
+    loss) the other slot or the synced copy."""
     found: list[tuple[int, dict[str, Any], Path]] = []
     damaged: list[str] = []
-    for name in (CHECKPOINT_FILE, SYNCED_FILE):
+    for name in CHECKPOINT_FILES:
         path = directory / name
         if not path.exists():
             continue
@@ -229,7 +241,7 @@ def _load_newest(directory: Path, map_location: torch.device | str) -> tuple[dic
                               "or point trainer.resume_from at a run's output directory")
     epoch, loaded, path = max(found, key=lambda item: item[0])
     if damaged:
-        log.warning("checkpoint %s is damaged (%s): resuming from epoch %d in %s, the last one synced to disk",
+        log.warning("checkpoint %s is damaged (%s): resuming from epoch %d in %s, the newest whole one",
                     directory, ", ".join(damaged), epoch, path.name)
     return loaded, path
 
@@ -252,7 +264,7 @@ def _load_legacy(directory: Path, map_location: torch.device | str) -> dict[str,
 def has_checkpoint(directory: str | Path) -> bool:
     """True when `directory` holds a checkpoint (of either layout)."""
     directory = Path(directory)
-    return any((directory / name).exists() for name in (CHECKPOINT_FILE, SYNCED_FILE, LEGACY_POINTER))
+    return any((directory / name).exists() for name in (*CHECKPOINT_FILES, LEGACY_POINTER))
 
 
 def latest_epoch(directory: str | Path) -> int | None:
@@ -260,7 +272,7 @@ def latest_epoch(directory: str | Path) -> int | None:
     the files' headers only (cheap: the sweeper asks for every killed trial)."""
     directory = Path(directory)
     epochs = []
-    for name in (CHECKPOINT_FILE, SYNCED_FILE):
+    for name in CHECKPOINT_FILES:
         try:
             with safe_open(str(directory / name), framework="pt") as fh:
                 epochs.append(json.loads((fh.metadata() or {})["state"])["epoch"])
