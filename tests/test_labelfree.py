@@ -79,3 +79,25 @@ def test_label_free_objective_never_reads_labels(make_cfg, mlflow_uri):
         for how in ("as they are", "shuffled", "removed"):
             value = objectives.objective_value("label_free", model=model, data=_relabelled(data, how), result=None)
             assert value == pytest.approx(logged["objective"], abs=1e-9), how
+
+
+def test_large_sets_encode_only_the_rows_the_scores_keep_and_score_the_same(make_cfg, monkeypatch):
+    """Beyond MAX_ROWS series only the scored rows are encoded (issue 29): same scores as encoding all."""
+    from latentsweep.analysis import labelfree
+    from latentsweep.build import build_model
+    from latentsweep.pipeline import load_data
+
+    monkeypatch.setattr(labelfree, "MAX_ROWS", 25)
+    cfg = make_cfg(["data.n_series=60", "tracking.enabled=false"])
+    data = load_data(cfg.data, cfg.seed)
+    model = build_model(cfg.model, data.spec)
+    context = {"model": model, "data": data, "device": torch.device("cpu")}
+    encoded: list[int] = []
+    real = objectives._encode
+    monkeypatch.setattr(objectives, "_encode", lambda ctx, part: (encoded.append(len(part)), real(ctx, part))[1])
+    only_rows = objectives.label_free_metrics(**context)
+    assert sum(encoded) == 25  # not the 60 - test rows of train + val
+    cache: dict = {}
+    objectives._latents({**context, "_cache": cache}, "train")
+    objectives._latents({**context, "_cache": cache}, "val")
+    assert objectives.label_free_metrics(**context, _cache=cache) == pytest.approx(only_rows, abs=1e-9)

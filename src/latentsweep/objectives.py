@@ -44,15 +44,17 @@ class Objective:
     takes_k: bool = False  # accepts a "@<k>" suffix (number of clusters)
 
 
+def _encode(context: dict[str, Any], subset: Any):
+    from .analysis.latents import encode_series
+
+    return encode_series(context["model"], subset, with_errors=False, device=context.get("device")).latents
+
+
 def _latents(context: dict[str, Any], split: str):
     """Eval-mode latents of one split, computed once per `objective_value` call."""
     cache = context["_cache"]
     if split not in cache:
-        from .analysis.latents import encode_series
-
-        subset = getattr(context["data"], split)
-        cache[split] = encode_series(context["model"], subset, with_errors=False,
-                                     device=context.get("device")).latents
+        cache[split] = _encode(context, getattr(context["data"], split))
     return cache[split]
 
 
@@ -109,11 +111,23 @@ def _label_free_scores(context: dict[str, Any]) -> dict[str, float]:
     if "label_free" not in cache:
         import numpy as np
 
-        from .analysis.labelfree import label_free_scores, train_raw_features
+        from .analysis.labelfree import (
+            label_free_scores,
+            raw_length,
+            scored_rows,
+            train_raw_features,
+        )
 
         data = context["data"]
-        latents = np.concatenate([_latents(context, "train"), _latents(context, "val")])
-        cache["label_free"] = label_free_scores(latents, train_raw_features([data.train, data.val]))
+        if "train" in cache and "val" in cache:  # encoded for the objective already
+            latents = np.concatenate([cache["train"], cache["val"]])
+            raw = train_raw_features([data.train, data.val])
+        else:  # only the rows the scores keep (the same rows: the subsample is seeded)
+            rows = scored_rows(len(data.train), len(data.val))
+            parts = [subset.subset(idx) for subset, idx in zip((data.train, data.val), rows)]
+            latents = np.concatenate([_encode(context, part) for part in parts])
+            raw = train_raw_features(parts, raw_length([data.train, data.val]))
+        cache["label_free"] = label_free_scores(latents, raw)
     return cache["label_free"]
 
 

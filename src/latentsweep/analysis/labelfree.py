@@ -89,12 +89,23 @@ def cluster_stability(z: np.ndarray, k: int, seed: int = 0, resamples: int = RES
     return float(np.mean(scores))
 
 
-def train_raw_features(subsets: Sequence[SeriesSet]) -> np.ndarray:
-    """The raw baseline's features of these series (rows in order): each resampled to their median
-    length (at most MAX_DEFAULT_RAW_LENGTH) and z-normalised, as `analyze.py`'s raw column."""
-    lengths = torch.cat([s.lengths for s in subsets]).float()
-    length = min(int(lengths.median()), MAX_DEFAULT_RAW_LENGTH)
+def raw_length(subsets: Sequence[SeriesSet]) -> int:
+    """The length the raw baseline resamples these series to: their median (at most MAX_DEFAULT_RAW_LENGTH)."""
+    return min(int(torch.cat([s.lengths for s in subsets]).float().median()), MAX_DEFAULT_RAW_LENGTH)
+
+
+def train_raw_features(subsets: Sequence[SeriesSet], length: int | None = None) -> np.ndarray:
+    """The raw baseline's features of these series (rows in order): each resampled to `length`
+    (default: `raw_length` of these series) and z-normalised, as `analyze.py`'s raw column."""
+    length = raw_length(subsets) if length is None else length
     return np.vstack([raw_features(s, length) for s in subsets])
+
+
+def scored_rows(n_train: int, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The train and validation rows `label_free_scores` keeps of train + val (at most MAX_ROWS):
+    encoding only those saves most of the scores' time on large sets (issue 29)."""
+    rows = subsample(n_train + n_val, MAX_ROWS, seed)
+    return rows[rows < n_train], rows[rows >= n_train] - n_train
 
 
 def label_free_scores(x: np.ndarray, raw: np.ndarray, seed: int = 0,
