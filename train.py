@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from latentsweep.cli import friendly_errors
 from latentsweep.config import register_configs
 from latentsweep.pipeline import train
-from latentsweep.sweeps.trial import sweep_callbacks
+from latentsweep.sweeps.trial import beats_finished_trials, sweep_callbacks
 
 register_configs()
 
@@ -17,7 +17,7 @@ register_configs()
 @hydra.main(config_path="conf", config_name="train")
 @friendly_errors
 def main(cfg: DictConfig) -> float:
-    return train(cfg, callbacks=sweep_callbacks(cfg))
+    return train(cfg, callbacks=sweep_callbacks(cfg), improves=beats_finished_trials(cfg))
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ CONFIG_CASES = {
     "validation fraction of 1": (["data.val_fraction=1.0"], "data.val_fraction must be in"),
     "zero learning rate": (["optimizer.lr=0"], "optimizer.lr must be positive"),
     "unknown objective": (["objective=accuracy"], "unknown objective"),
+    "unknown figure policy": (["tracking.figures=best"], "unknown tracking.figures='best'"),
 }
 
 

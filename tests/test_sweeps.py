@@ -129,6 +129,24 @@ def test_mlflow_parent_run_per_study_with_nested_trials(main_study):
 
 
 @pytest.mark.slow  # a subprocess: train.py / a sweep / make
+def test_only_trials_that_beat_the_finished_ones_draw_figures(tmp_path):
+    """tracking.figures=improving (the default): a trial's loss curve is drawn when its value beats
+    every trial that finished before it, so the best trial always has one and a worse one has none."""
+    fixed = ["trainer.max_epochs=2", "hydra.sweeper.pruner.name=none", "model.dropout=choice(0.0)"]
+    run_sweep(tmp_path, *fixed, "optimizer.lr=1e-2", "hydra.sweeper.n_trials=1")
+    run_sweep(tmp_path, *fixed, "optimizer.lr=1e-7", "hydra.sweeper.n_trials=3")  # a useless rate: worse trials
+    study = load(tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    done = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.datetime_complete)
+    drawn = {}
+    for i, t in enumerate(done):
+        paths = {f.path for f in client.list_artifacts(t.user_attrs["mlflow_run_id"], "figures")}
+        drawn[t.number] = "figures/loss_curve.png" in paths
+        assert drawn[t.number] == all(t.value < earlier.value for earlier in done[:i]), (t.number, drawn)
+    assert drawn[study.best_trial.number] and not all(drawn.values()), drawn
+
+
+@pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_registered_best_model_loads_and_reproduces_its_validation_loss(main_study, monkeypatch):
     client, study = main_study["client"], main_study["study"]
     uri = f"sqlite:///{main_study['cwd'] / 'mlruns' / 'mlflow.db'}"

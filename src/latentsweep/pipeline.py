@@ -91,14 +91,24 @@ def _save_config(cfg: DictConfig, data: PreparedData) -> dict[str, Any]:
     }
 
 
-def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictConfig, device) -> None:
+def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictConfig, device,
+                 draw_figures: bool = True) -> None:
     if not tracker.enabled:
         return
-    from . import figures  # matplotlib: imported after training, not before the first step
-
     tracker.log_metrics({"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
                          "epochs_run": result.epochs_run,
                          "data_wait_share": result.data_wait_s / max(result.train_s, 1e-9)})
+    if draw_figures:
+        _log_figures(tracker, model, data, result, cfg, device)
+    log_task_results(tracker, model, data, result, device)  # e.g. a classifier's confusion matrix
+    if cfg.tracking.log_model:
+        tracker.log_model(model.state_dict(), _save_config(cfg, data))
+
+
+def _log_figures(tracker: Tracker, model, data: PreparedData, result, cfg: DictConfig, device) -> None:
+    """The loss curve, a few validation reconstructions, and prior samples of a generative model."""
+    from . import figures  # matplotlib: imported after training, not before the first step
+
     fig = figures.loss_curve(result.history, title=f"{cfg.model._target_.rsplit('.', 1)[-1]}")
     tracker.log_figure(fig, "figures/loss_curve.png")
     figures.close(fig)
@@ -121,9 +131,20 @@ def _log_results(tracker: Tracker, model, data: PreparedData, result, cfg: DictC
                                       data.spec.image_shape, title="samples from the prior")
         tracker.log_figure(fig, "figures/prior_samples.png")
         figures.close(fig)
-    log_task_results(tracker, model, data, result, device)  # e.g. a classifier's confusion matrix
-    if cfg.tracking.log_model:
-        tracker.log_model(model.state_dict(), _save_config(cfg, data))
+
+
+def _wants_figures(cfg: DictConfig, improves: Callable[[Any], bool] | None, value: Any) -> bool:
+    """`tracking.figures`: all, none, or improving (every single run; a sweep's trial when
+    `improves(value)`, i.e. it beats every trial that finished before it)."""
+    policy = str(cfg.tracking.get("figures", "all"))
+    if policy != "improving" or improves is None:
+        return policy != "none"
+    try:
+        return bool(improves(value))
+    except Exception as exc:  # the study could not be read (storage busy or down): draw them anyway
+        log.warning("could not compare with the study's finished trials (%s): drawing this trial's figures",
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        return True
 
 
 def _log_label_free(tracker: Tracker, cfg: DictConfig, **context: Any) -> None:
@@ -186,11 +207,14 @@ def out_of_memory_error(cfg: DictConfig, device: torch.device, exc: BaseExceptio
     return err
 
 
-def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()) -> float:
+def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = (),
+          improves: Callable[[Any], bool] | None = None) -> float:
     """Train one model as `cfg` says; return the objective (best validation loss by default).
 
     `callbacks(epoch, metrics)` run after each epoch; a resumed run first replays the checkpointed
-    epochs to them, so a callback must ignore an epoch it has seen (the Optuna reporter does)."""
+    epochs to them, so a callback must ignore an epoch it has seen (the Optuna reporter does).
+    `improves(objective value)`: whether a sweep's trial beats the finished ones, for
+    `tracking.figures=improving` (None: a single run, which always draws them)."""
     clock = PhaseClock()  # where the run's time goes: logged as one `timing:` line at the end
     validate(cfg)
     objective_names(cfg.objective)  # an unknown objective fails before any work
@@ -205,7 +229,7 @@ def train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]] = ()
         log.info("%d torch thread(s) for %s on %s (trainer.num_threads overrides)", threads.apply(),
                  threads.model_class, device)
         try:
-            return _train(cfg, [threads, *callbacks], device, clock)
+            return _train(cfg, [threads, *callbacks], device, clock, improves)
         except torch.cuda.OutOfMemoryError as exc:  # before the run started: the model or data set itself
             raise out_of_memory_error(cfg, device, exc) from exc
 
@@ -287,7 +311,7 @@ def _raise_failed(tracker: Tracker, exc: BaseException, cfg: DictConfig, device:
 
 
 def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], device: torch.device,
-           clock: PhaseClock) -> float:
+           clock: PhaseClock, improves: Callable[[Any], bool] | None = None) -> float:
     data = load_data(cfg.data, cfg.seed)
     objective = resolve(cfg.objective, data.spec)  # 'a|b': a with labels, else b
     check_objective(objective, data.spec)  # e.g. probe_accuracy without labels
@@ -323,12 +347,13 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
             raise
         _raise_failed(tracker, exc, cfg, device)
     clock.split_loop(time.perf_counter() - loop_start, sum(e["epoch_time_s"] for e in result.history[epochs_before:]))
-    return _finish_run(run.tracker(), cfg, model, data, result, objective, device, checkpointer, clock)
+    return _finish_run(run.tracker(), cfg, model, data, result, objective, device, checkpointer, clock, improves)
 
 
 def _finish_run(tracker: Tracker, cfg: DictConfig, model: torch.nn.Module, data: PreparedData, result: Any,
-                objective: Any, device: torch.device, checkpointer: Checkpointer | None, clock: PhaseClock) -> Any:
-    """The best weights' figures, saved model and objective; the run ends FINISHED (or FAILED)."""
+                objective: Any, device: torch.device, checkpointer: Checkpointer | None, clock: PhaseClock,
+                improves: Callable[[Any], bool] | None = None) -> Any:
+    """The best weights' objective, figures and saved model; the run ends FINISHED (or FAILED)."""
     if not math.isfinite(result.best_val_loss):
         tracker.end("FAILED")
         raise DataError("no finite validation loss was recorded — check the data")
@@ -336,13 +361,14 @@ def _finish_run(tracker: Tracker, cfg: DictConfig, model: torch.nn.Module, data:
         model.load_state_dict(result.best_state)
         if device.type == "cuda":
             tracker.log_metrics({"peak_gpu_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20})
-        with clock.phase("logging"):
-            _log_results(tracker, model, data, result, cfg, device)
         latents: dict = {}  # encoded once for the objective and the label-free scores
         with clock.phase("objective"):
             value = objective_value(objective, model=model, data=data, result=result, device=device, _cache=latents)
         with clock.phase("label_free"):
             _log_label_free(tracker, cfg, model=model, data=data, device=device, _cache=latents)
+        with clock.phase("logging"):
+            _log_results(tracker, model, data, result, cfg, device,
+                         draw_figures=tracker.enabled and _wants_figures(cfg, improves, value))
     except BaseException as exc:
         _raise_failed(tracker, exc, cfg, device)
     with clock.phase("logging"):

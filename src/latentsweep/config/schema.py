@@ -185,6 +185,9 @@ class TrainerConfig:
         checks.non_negative("trainer.checkpoint_sync_s", self.checkpoint_sync_s)
 
 
+FIGURE_POLICIES = ("all", "improving", "none")  # tracking.figures (see TrackingConfig)
+
+
 @dataclass
 class TrackingConfig:
     enabled: bool = True
@@ -193,6 +196,11 @@ class TrackingConfig:
     run_name: str | None = None
     log_model: bool = True
     n_reconstructions: int = 6
+    figures: str = "improving"  # all | improving (a sweep's trials only when they beat every finished one) | none
+
+    def check(self) -> None:
+        checks.one_of("tracking.figures", str(self.figures), FIGURE_POLICIES)
+        checks.non_negative("tracking.n_reconstructions", self.n_reconstructions)
 
 
 # --- the top level of conf/train.yaml -----------------------------------------------------------
@@ -242,7 +250,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
 
 def validate(cfg: DictConfig) -> None:
     """Run every group's `check()`; raises ConfigError on the first impossible value."""
-    for group in ("model", "data", "optimizer", "trainer"):
+    for group in ("model", "data", "optimizer", "trainer", "tracking"):
         node = cfg.get(group)
         if node is None:
             continue
