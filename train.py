@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from latentsweep.cli import friendly_errors
 from latentsweep.config import register_configs
 from latentsweep.pipeline import train
-from latentsweep.sweeps.trial import beats_finished_trials, sweep_callbacks
+from latentsweep.sweeps.trial import trial_job
 
 register_configs()
 
@@ -17,7 +17,10 @@ register_configs()
 @hydra.main(config_path="conf", config_name="train")
 @friendly_errors
 def main(cfg: DictConfig) -> float:
-    return train(cfg, callbacks=sweep_callbacks(cfg), improves=beats_finished_trials(cfg))
+    job = trial_job(cfg)  # None in a single run
+    if job is None:
+        return train(cfg)
+    return train(cfg, callbacks=job.callbacks, improves=job.beats_finished_trials)
 
 
 if __name__ == "__main__":
