@@ -208,6 +208,24 @@ def test_the_speed_rows_read_the_per_trial_breakdown_and_the_latent_share(tmp_pa
     assert table["`n_jobs=2` vs `1` (joblib, equal trials)"][1] == "1.85× trials/min — holds"
 
 
+@pytest.mark.parametrize("outside, verdict", [(1.2, "holds"), (3.0, "MISSED")])
+def test_the_overhead_row_judges_the_time_outside_the_epochs_and_shows_the_wall_clock(tmp_path, outside, verdict):
+    from benchmarks import summary
+
+    folder = _bench_quick_folder(tmp_path)
+    (folder / "sweep.json").write_text(json.dumps({
+        "overhead": {"overhead_per_trial_s": -3.3, "overhead_share": -0.11, "sweep_fixed_cost_s": 4.0,
+                     "bare_per_trial_s": 24.0, "startup_s": 2.5, "runs": [{}, {}, {}],
+                     "outside_epochs_overhead_per_trial_s": outside, "outside_epochs_overhead_share": outside / 24,
+                     "cli_epochs_per_trial_s": 21.0, "bare_epochs_per_trial_s": 25.5},
+        "pruning": {"default_pruner": "successive_halving", "epochs_saved": 0.5, "best_diff": 0.0, "target_holds": True},
+        "parallel": {"speedup": 1.85, "target_holds": True}}))
+    table = {row[0]: row for row in summary.rows(folder)}
+    assert table["sweep overhead per trial, MLflow on"][1] == (
+        f"+{outside:.2f} s outside the epochs on 24 s trials ({100 * outside / 24:.0f}%, median of 3 runs); "
+        f"wall clock -3.30 s (-11%), epochs 21.0 s per trial vs 25.5 s bare; plus 4.0 s once per sweep — {verdict}")
+
+
 def _committed_results(dest: Path) -> Path:
     """benchmarks/results/ as committed (HEAD), not as a local `make bench-quick` left it."""
     listed = subprocess.run(["git", "-C", str(ROOT), "ls-tree", "-r", "--name-only", "HEAD", "benchmarks/results"],
