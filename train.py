@@ -9,7 +9,6 @@ from omegaconf import DictConfig
 from latentsweep.cli import friendly_errors
 from latentsweep.config import register_configs
 from latentsweep.pipeline import train
-from latentsweep.sweeps.trial import trial_job
 
 register_configs()
 
@@ -17,9 +16,11 @@ register_configs()
 @hydra.main(config_path="conf", config_name="train")
 @friendly_errors
 def main(cfg: DictConfig) -> float:
-    job = trial_job(cfg)  # None in a single run
-    if job is None:
+    if cfg.sweep.trial_id is None:  # a single run: no Optuna trial (and no optuna import)
         return train(cfg)
+    from latentsweep.sweeps.trial import TrialJob
+
+    job = TrialJob(cfg)
     return train(cfg, callbacks=job.callbacks, improves=job.beats_finished_trials)
 
 

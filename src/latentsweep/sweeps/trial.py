@@ -94,7 +94,3 @@ class TrialJob:
             return all(mine[0] < other[0] for other in others)
         return not any(all(o <= m for o, m in zip(other, mine)) and other != mine for other in others)
 
-
-def trial_job(cfg: DictConfig) -> TrialJob | None:
-    """The Optuna trial this job trains, or None in a single run (`sweep.*` all null)."""
-    return None if cfg.sweep.trial_id is None else TrialJob(cfg)
