@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
 
@@ -123,9 +123,6 @@ def _unpack(tensors: dict[str, torch.Tensor], optimizer_plain: dict[str, Any]) -
     return out
 
 
-IN_MEMORY_MAX_BYTES = 256 * 2**20  # checkpoints up to this size are serialised in memory, then written at once
-
-
 class Checkpointer:
     """Save and load the whole training state of one run in `directory`."""
 
@@ -165,18 +162,9 @@ class Checkpointer:
 
     def _write(self, target: Path, tensors: dict[str, torch.Tensor], header: dict[str, str], sync: bool) -> None:
         tmp = target.with_name(f".{target.name}.partial")
-        # serialised in memory, then one write: safetensors' save_file took 5.9 ms for the recipe's
-        # 70 tensors (2.6 MB), save + write 2.2 ms, and a small trial saves every ~15 ms epoch (issue 29)
-        if sum(t.numel() * t.element_size() for t in tensors.values()) > IN_MEMORY_MAX_BYTES:
-            save_file(tensors, str(tmp), metadata=header)  # a large model: no second copy in memory
-            if sync:
-                fsync_path(tmp)
-        else:
-            with open(tmp, "wb") as fh:
-                fh.write(save(tensors, metadata=header))
-                if sync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
+        save_file(tensors, str(tmp), metadata=header)
+        if sync:
+            fsync_path(tmp)
         target.unlink(missing_ok=True)  # the epoch before last (the other slot holds the last one)
         os.rename(tmp, target)
         if sync:
