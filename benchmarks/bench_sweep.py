@@ -119,8 +119,9 @@ def _bare_loop(cfg, n_trials: int) -> tuple[float, float]:
     lines = _TimingLines()
     logger = logging.getLogger("latentsweep")
     logger.addHandler(lines)
-    level = logger.level
+    level, propagate = logger.level, logger.propagate
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # INFO for the timing lines only: the epochs' lines stay out of the output
     try:
         bare_study = optuna.create_study()
         t0 = time.perf_counter()
@@ -129,6 +130,7 @@ def _bare_loop(cfg, n_trials: int) -> tuple[float, float]:
     finally:
         logger.removeHandler(lines)
         logger.setLevel(level)
+        logger.propagate = propagate
     return wall, sum(p["epochs"] for p in lines.phases) / n_trials
 
 
