@@ -54,7 +54,7 @@ dashboard: ## optuna-dashboard on the sweeps' SQLite storage (pip install .[dash
 ucr-data: ## copy the UCR sets the benchmarks use out of aeon's wheel into data/ucr/
 	$(PY) -m latentsweep.data.fetch_ucr ArrowHead PickupGestureWiimoteZ --dest data/ucr
 
-bench-quick: ## benchmarks sized for 2 CPU cores (about 31 min: 1,837 s in the last run, docs/benchmarks.md); figures -> benchmarks/results/bench-quick/
+bench-quick: ## benchmarks sized for 2 CPU cores (about 35 min: 2,079 s in the last run, docs/benchmarks.md); figures -> benchmarks/results/bench-quick/
 	$(PY) -m benchmarks.run --quick
 
 bench: ## full benchmarks (sized for a GPU box); figures -> benchmarks/results/bench/

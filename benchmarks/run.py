@@ -1,4 +1,4 @@
-"""`make bench-quick` (2 CPU cores, about 31 min since the overhead section takes the median of 3 runs; target < 15) and `make bench` (sized for a GPU box).
+"""`make bench-quick` (2 CPU cores, about 35 min since the overhead section takes the median of 3 runs; target < 15) and `make bench` (sized for a GPU box).
 
 Prints one markdown table per comparison and writes each section's figures, with machine facts
 (CPU, cores, GPU, torch/CUDA versions), the date and the git commit, to
@@ -50,7 +50,7 @@ def _sizes(scale: str) -> dict[str, dict]:
 def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser = argparse.ArgumentParser(description=__doc__)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="CPU-sized: about 31 minutes on 2 cores (target: under 15)")
+    size.add_argument("--quick", action="store_true", help="CPU-sized: about 35 minutes on 2 cores (target: under 15)")
     size.add_argument("--tiny", action="store_true", help="toy sizes: checks the benchmarks run (figures meaningless)")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     parser.add_argument("--results-dir", type=Path, default=None, help="instead of benchmarks/results/")

@@ -84,8 +84,8 @@ class TrialJob:
     def beats_finished_trials(self, value: float | list[float]) -> bool:
         """Whether `value` beats every trial of the study finished by now: better than the best (one
         objective), or dominated by none (several). `tracking.figures=improving` draws a trial's
-        figures only then, so a sweep draws a few sets, always its best trial's (issue 29: two PNGs
-        cost ~0.45 s of a small trial)."""
+        figures only then, so a sweep draws a few sets, always its best trial's (issue 29: without
+        them the median ArrowHead trial's logging fell from 0.45 s to 0.11 s)."""
         signs = [1.0 if d == optuna.study.StudyDirection.MINIMIZE else -1.0 for d in self.study.directions]
         mine = [s * float(v) for s, v in zip(signs, value if isinstance(value, (list, tuple)) else [value])]
         finished = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
