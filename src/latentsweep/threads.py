@@ -9,9 +9,10 @@ start 2 threads that spin against the other run's, and both slowed down 8-15x in
   threads than there are cores between them;
 - capped where more threads buy little (`MAX_THREADS`): rnn_ae and vrae at 2 (a second thread
   bought 1.08-1.15x in most runs on an AMD EPYC runner, 0.94x in one, and nothing on an Intel Xeon
-  one: a small GRU gains no more from a third), highway_ae at 1 (a second thread never helped it);
+  one: a small GRU gains no more from a third), highway_ae at 1 (0.95x with a second thread in
+  both committed tables);
 - conv_ae, transformer_ae and mlp_ae are not capped: their convolutions and matrix products
-  split (1.15-1.64x from a second core);
+  split (1.10-1.64x from a second core in at least one committed table);
 - a run on a GPU gets 1: its CPU only launches kernels.
 
 "Runs on this machine" is the larger of what the sweep's launcher says it runs at once
@@ -38,9 +39,10 @@ from .parallel import available_cores
 # The most threads a run of these model classes takes, whatever its share of the cores:
 # bench_sharing.py's threads table (bench-quick/sharing.json). On 2 cores a second thread gave
 # rnn_ae 1.15x, 1.12x and 0.94x, vrae 1.08-1.15x on AMD EPYC (2026-12-02), both 1.00x on Intel Xeon
-# (the session before). highway_ae, 0.95-1.00x until then, was capped at 1 thread; the idle run of
-# 2026-12-05 gave it 1.10x, so it takes its share like the classes not listed.
-MAX_THREADS = {"RNNAutoencoder": 2, "VRAE": 2}
+# (the session before). highway_ae: 0.95-1.00x, then 1.06x and 1.10x in two AMD EPYC runs, then 0.95x
+# in both committed tables (bench-quick-1thread/ on AMD EPYC, bench-quick/ of 2026-12-06 on Intel
+# Xeon): capped at 1 again, as the committed tables say (tests/test_threads.py holds the rule to them).
+MAX_THREADS = {"RNNAutoencoder": 2, "VRAE": 2, "HighwayAutoencoder": 1}
 
 LEASE_DIR_ENV = "LATENTSWEEP_LEASE_DIR"
 
