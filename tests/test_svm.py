@@ -8,7 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from latentsweep.analysis.svm import SVM_CS, fit_svm, is_tiny, svm_accuracy, svm_cv_score
+from latentsweep.analysis.svm import (
+    REPEAT_BELOW,
+    REPEATS,
+    SVM_CS,
+    fit_svm,
+    is_tiny,
+    svm_accuracy,
+    svm_cv_score,
+)
 from latentsweep.errors import DataError
 
 
@@ -100,14 +108,35 @@ def test_large_train_searches_and_refits_on_a_subsample():
 
 
 def test_cv_score_on_train_alone():
-    # Not tiny: the grid's best cross-validated accuracy. Tiny: C=inf on stratified folds, which on
-    # well-separated blobs classifies every held-out series; a class of one series has no fold.
-    x, y = _blobs((30, 30), spread=2.5, dims=4)
-    assert svm_cv_score(x, y) == pytest.approx(fit_svm(x, y)[2])
+    # Tiny: C=inf on stratified folds, which on well-separated blobs classifies every held-out series;
+    # a class of one series has no fold.
     x, y = _blobs((8, 8))
     assert is_tiny(y) and svm_cv_score(x, y) == 1.0
     x, y = _blobs((8, 1))
     assert svm_cv_score(x, y) is None
+
+
+def test_cv_score_keeps_the_rules_c_and_averages_shuffled_folds_on_a_small_train():
+    from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold, cross_val_score
+    from sklearn.svm import SVC
+
+    # Small, searched: TS2Vec's C from the grid, its accuracy averaged over REPEATS shuffled 5-fold splits.
+    x, y = _blobs((30, 30), spread=2.5, dims=4)
+    C = fit_svm(x, y)[1]
+    splits = RepeatedStratifiedKFold(n_splits=5, n_repeats=REPEATS, random_state=0)
+    expected = cross_val_score(SVC(C=C, kernel="rbf", gamma="scale"), x, y, cv=splits).mean()
+    assert svm_cv_score(x, y) == pytest.approx(expected)
+    assert svm_cv_score(x, y) == svm_cv_score(x, y)  # seeded: the same latents always score the same
+    # Tiny: C=inf, no search, on the same repeated splits.
+    x, y = _blobs((12, 12), spread=2.5, dims=4)
+    assert is_tiny(y)
+    expected = cross_val_score(SVC(C=math.inf, kernel="rbf", gamma="scale"), x, y, cv=splits).mean()
+    assert svm_cv_score(x, y) == pytest.approx(expected)
+    one_pass = cross_val_score(SVC(C=math.inf, kernel="rbf", gamma="scale"), x, y, cv=StratifiedKFold(5)).mean()
+    assert svm_cv_score(x, y) != pytest.approx(one_pass)  # it is not the single unshuffled pass
+    # Large: one pass is precise enough; the grid's own best score.
+    x, y = _blobs((REPEAT_BELOW // 2,) * 2, spread=2.5, dims=4)
+    assert svm_cv_score(x, y) == pytest.approx(fit_svm(x, y)[2])
 
 
 def test_bad_inputs_are_one_line_errors():

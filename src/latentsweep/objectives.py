@@ -85,7 +85,8 @@ def _probe_accuracy(**context: Any) -> float:
 def _svm_cv_accuracy(**context: Any) -> float:
     """The yardstick of `analyze.py` (TS2Vec's SVM rules, `analysis.svm`) on the TRAIN latents alone
     (train + validation rows, both carved from TRAIN; TEST is never read): the cross-validated
-    accuracy of the C those rules choose, C=inf on a tiny TRAIN. Up to SVM_OBJECTIVE_ROWS series;
+    accuracy of the C those rules choose, C=inf on a tiny TRAIN, averaged over shuffled fold splits
+    on a small TRAIN (`analysis.svm.svm_cv_score`). Up to SVM_OBJECTIVE_ROWS series;
     beyond, a stratified subsample keeps each trial's evaluation to seconds."""
     import numpy as np
 
