@@ -34,14 +34,30 @@ def _ensure_data(folder: Path) -> None:
         fetch(missing, folder)
 
 
-def _analyze(uri: str, model_name: str = MODEL) -> dict:
-    """analyze.py's metrics for `model_name`'s registered best in the store `uri` ("null": the best run)."""
+def _run_analysis(uri: str, model_name: str = MODEL) -> dict:
+    """analyze.py on `model_name`'s registered best in the store `uri` ("null": the best run)."""
     from latentsweep.analysis.run import analyze
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf")):
         cfg = compose("analyze", overrides=[f"model_name={model_name}", f"tracking.uri={uri}"])
-    return analyze(cfg)["metrics"]
+    return analyze(cfg)
+
+
+def _analyze(uri: str, model_name: str = MODEL) -> dict:
+    """analyze.py's metrics for `model_name`'s registered best in the store `uri` ("null": the best run)."""
+    return _run_analysis(uri, model_name)["metrics"]
+
+
+def _analyze_run(uri: str, scratch: Path, model_name: str = "null"):
+    """analyze.py's metrics and the latents it scored (its run's parquet artifact, read back)."""
+    import mlflow
+    import pandas as pd
+
+    result = _run_analysis(uri, model_name)
+    path = mlflow.artifacts.download_artifacts(run_id=result["analysis_run_id"], artifact_path=result["latents_artifact"],
+                                               dst_path=str(scratch), tracking_uri=uri)
+    return result["metrics"], pd.read_parquet(path)
 
 
 def _recipe_default(key: str) -> int:

@@ -371,3 +371,36 @@ def test_selection_summary_picks_each_criterions_best_trial_and_orients_val_loss
     assert out["val_loss"]["chosen_trial"] == 1 and out["val_loss"]["rho_test_svm_accuracy"] == pytest.approx(1.0)
     assert out["trustworthiness"]["chosen_trial"] == 0 and out["trustworthiness"]["chosen_test_svm_accuracy"] == 0.5
     assert out["trustworthiness"]["rho_test_spectral_nmi"] == pytest.approx(-0.5)
+
+
+def test_the_cv_estimator_benchmark_scores_each_saved_model_both_ways(tmp_path):
+    """bench_cv_estimator reads a saved model's TRAIN latents only: one unshuffled pass at C=inf (the
+    estimate before) and `svm_cv_score` (ten shuffled passes), beside the TEST scores it was given."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.svm import SVC
+
+    from benchmarks.bench_cv_estimator import score_model, summarise
+    from latentsweep.analysis.svm import svm_cv_score
+
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 14)
+    x = rng.normal(0, 1.5, (28, 3)) + y[:, None] * 2.0
+    split = np.array(["train"] * 10 + ["val"] * 2 + ["test"] * 2 + ["train"] * 10 + ["val"] * 2 + ["test"] * 2)
+    frame = pd.DataFrame({"split": split, "label_index": y, **{f"z{i}": x[:, i] for i in range(3)}})
+    frame.loc[split == "test", ["z0", "z1", "z2"]] = 1e6  # TEST rows must not move either estimate
+    path = tmp_path / "base" / "ArrowHead-s3.parquet"
+    path.parent.mkdir()
+    frame.to_parquet(path)
+    path.with_suffix(".json").write_text(json.dumps({"svm": 0.8, "nmi": 0.3, "raw_svm": 0.7, "raw_nmi": 0.2}))
+    row = score_model(path)
+    fit = split != "test"
+    single = cross_val_score(SVC(C=np.inf, gamma="scale"), x[fit], y[fit], cv=StratifiedKFold(5)).mean()
+    assert row["variant"] == "base" and row["seed"] == 3 and row["test_svm"] == 0.8
+    assert row["one_pass"] == pytest.approx(single)
+    assert row["repeated"] == pytest.approx(svm_cv_score(x[fit], y[fit]))
+    table = pd.DataFrame({"one_pass": [0.5, 0.1, 0.3], "repeated": [0.2, 0.9, 0.5],
+                          "test_svm": [0.7, 0.9, 0.8], "test_nmi": [0.3, 0.1, 0.2]})
+    assert summarise(table)["repeated"]["rho_svm"] == pytest.approx(1.0)
+    assert summarise(table)["repeated"]["rho_nmi"] == pytest.approx(-1.0)

@@ -96,9 +96,9 @@ def svm_cv_score(x_train: np.ndarray, y_train: np.ndarray, max_samples: int = MA
 
     The C is TS2Vec's; its accuracy is re-estimated over REPEATS shuffled stratified fold splits when
     TRAIN holds fewer than REPEAT_BELOW series. One unshuffled 5-fold pass over ArrowHead's 36 series
-    moves in steps of 1/36 and barely ranked trials (Spearman 0.09 against TEST accuracy over 63 trained
-    models); ten shuffled passes ranked them at 0.42 (docs/latent-recipe.md). Deterministic: the
-    shuffles are seeded."""
+    moves in steps of 1/36 and barely ranked models (Spearman 0.10 against TEST accuracy over 72 trained
+    models); ten shuffled passes ranked them at 0.41 (benchmarks/results/latent-cv/). Deterministic:
+    the shuffles are seeded."""
     x_train, y_train = _as_arrays(x_train, y_train)
     smallest_class = int(np.unique(y_train, return_counts=True)[1].min())
     if is_tiny(y_train):
