@@ -15,6 +15,8 @@ evaluation reads. Tuned on ArrowHead and PickupGestureWiimoteZ only.
 
     python -m benchmarks.bench_cv_estimator --data ArrowHead --seeds 0 1 2 3 4 5 6 7 8 --run-name latent-cv
     python -m benchmarks.bench_cv_estimator --data ArrowHead --latents <folder of saved latents> --run-name latent-cv
+    python -m benchmarks.bench_cv_estimator --data GunPoint --path <folder> --seeds 0 1 2 3 4 5 \
+        --variants base k9 ld16 --run-name latent-cv-carryover      # a set kept aside: does it carry over?
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ VARIANTS = {  # sizes around the recipe's, so the models differ as a sweep's tri
 }
 
 
-def train_one(data: str, seed: int, overrides: tuple[str, ...], out: Path) -> None:
+def train_one(data: str, seed: int, overrides: tuple[str, ...], out: Path, folder: Path) -> None:
     """Train one size, run analyze.py on it, and keep its latents and TEST scores as `out`.parquet/.json."""
     from .bench_quality import _analyze_run
 
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
         cmd = [sys.executable, str(ROOT / "train.py"), "hydra/sweeper=optuna", "experiment=latent", "data=ucr",
-               f"data.name={data}", f"data.path={ROOT / 'data' / 'ucr'}", *SIZE, *RECIPE_SIZE, *overrides,
+               f"data.name={data}", f"data.path={folder}", *SIZE, *RECIPE_SIZE, *overrides,
                f"seed={seed}", f"tracking.uri={uri}", f"hydra.run.dir={tmp}/run", "trainer.progress=false"]
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         proc = subprocess.run(cmd, cwd=ROOT, env={**env, "MPLBACKEND": "Agg"}, capture_output=True, text=True)
@@ -121,14 +123,17 @@ if __name__ == "__main__":
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="train each variant on these seeds first")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--latents", type=Path, default=None, help="folder of saved latents (default: a temporary one)")
+    parser.add_argument("--path", type=Path, default=None, help="folder holding <name>/<name>_TRAIN.ts "
+                        "(default: data/ucr, fetched by make ucr-data)")
     parser.add_argument("--run-name", default="adhoc", help="results folder under benchmarks/results/")
     args = parser.parse_args()
     set_run(args.run_name, " ".join(["bench_cv_estimator.py", *sys.argv[1:]]))
     with tempfile.TemporaryDirectory() as scratch:
         latents = args.latents or Path(scratch)
-        if args.seeds:
-            _ensure_data(ROOT / "data" / "ucr")
+        folder = args.path or ROOT / "data" / "ucr"
+        if args.seeds and args.path is None:
+            _ensure_data(folder)
         for name in args.variants if args.seeds else ():
             for seed in args.seeds:
-                train_one(args.data, seed, VARIANTS[name], latents / name / f"{args.data}-s{seed}")
+                train_one(args.data, seed, VARIANTS[name], latents / name / f"{args.data}-s{seed}", folder)
         run(args.data, latents)
