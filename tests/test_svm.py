@@ -134,6 +134,9 @@ def test_cv_score_keeps_the_rules_c_and_averages_shuffled_folds_on_a_small_train
     assert svm_cv_score(x, y) == pytest.approx(expected)
     one_pass = cross_val_score(SVC(C=math.inf, kernel="rbf", gamma="scale"), x, y, cv=StratifiedKFold(5)).mean()
     assert svm_cv_score(x, y) != pytest.approx(one_pass)  # it is not the single unshuffled pass
+    # Searched, though one class has a single series: scored on the grid's 5 folds, not refused.
+    x, y = _blobs((40, 9, 1), spread=2.5, dims=4)
+    assert not is_tiny(y) and 0.0 < svm_cv_score(x, y) <= 1.0
     # Large: one pass is precise enough; the grid's own best score.
     x, y = _blobs((REPEAT_BELOW // 2,) * 2, spread=2.5, dims=4)
     assert svm_cv_score(x, y) == pytest.approx(fit_svm(x, y)[2])

@@ -100,18 +100,16 @@ def svm_cv_score(x_train: np.ndarray, y_train: np.ndarray, max_samples: int = MA
     models); ten shuffled passes ranked them at 0.41 (benchmarks/results/latent-cv/). Deterministic:
     the shuffles are seeded."""
     x_train, y_train = _as_arrays(x_train, y_train)
-    smallest_class = int(np.unique(y_train, return_counts=True)[1].min())
     if is_tiny(y_train):
-        C, single_pass = float("inf"), None
-    else:
+        C, folds = float("inf"), int(min(FOLDS, np.unique(y_train, return_counts=True)[1].min()))
+        if folds < 2:
+            return None
+    else:  # searched on the grid's own folds, as fit_svm does; a class smaller than a fold is coped with
         x_train, y_train = _cv_rows(x_train, y_train, max_samples)
         search = _grid_search(x_train, y_train)
-        C, single_pass = float(search.best_params_["C"]), float(search.best_score_)
         if len(y_train) >= REPEAT_BELOW:
-            return single_pass
-    folds = min(FOLDS, smallest_class)
-    if folds < 2:
-        return None
+            return float(search.best_score_)
+        C, folds = float(search.best_params_["C"]), FOLDS
     return _repeated_cv_accuracy(_svc(C), x_train, y_train, folds)
 
 
