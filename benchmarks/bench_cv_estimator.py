@@ -22,8 +22,6 @@ evaluation reads. Tuned on ArrowHead and PickupGestureWiimoteZ only.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from .bench_quality import _ensure_data
-from .bench_sizes import SIZE
+from .bench_sizes import SIZE, train_size
 from .common import ROOT, save_results, set_run
 
 RECIPE_SIZE = ("trainer.input_noise=0.1", "model.n_blocks=1")  # the recipe's fixed choices on top of SIZE
@@ -47,14 +45,7 @@ def train_one(data: str, seed: int, overrides: tuple[str, ...], out: Path, folde
     from .bench_quality import _analyze_run
 
     with tempfile.TemporaryDirectory() as tmp:
-        uri = f"sqlite:///{tmp}/mlflow.db"
-        cmd = [sys.executable, str(ROOT / "train.py"), "hydra/sweeper=optuna", "experiment=latent", "data=ucr",
-               f"data.name={data}", f"data.path={folder}", *SIZE, *RECIPE_SIZE, *overrides,
-               f"seed={seed}", f"tracking.uri={uri}", f"hydra.run.dir={tmp}/run", "trainer.progress=false"]
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        proc = subprocess.run(cmd, cwd=ROOT, env={**env, "MPLBACKEND": "Agg"}, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"training failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+        uri = train_size(data, seed, [*RECIPE_SIZE, *overrides], folder, tmp)
         metrics, latents = _analyze_run(uri, Path(tmp))
         out.parent.mkdir(parents=True, exist_ok=True)
         latents.to_parquet(out.with_suffix(".parquet"), index=False)

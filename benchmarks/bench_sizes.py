@@ -31,18 +31,24 @@ SIZE = ("model.n_blocks=2", "model.latent_dim=32", "model.kernel_size=5", "model
         "optimizer.lr=0.004")
 
 
+def train_size(data: str, seed: int, overrides: list[str] | tuple[str, ...], folder: Path, tmp: str) -> str:
+    """`python train.py` on the recipe at `SIZE` + `overrides`, in its own MLflow store under `tmp`: that store's URI."""
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    cmd = [sys.executable, str(ROOT / "train.py"), "hydra/sweeper=optuna", "experiment=latent", "data=ucr",
+           f"data.name={data}", f"data.path={folder}", *SIZE, *overrides, f"seed={seed}",
+           f"tracking.uri={uri}", f"hydra.run.dir={tmp}/run", "trainer.progress=false"]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    proc = subprocess.run(cmd, cwd=ROOT, env={**env, "MPLBACKEND": "Agg"}, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"training failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return uri
+
+
 def train_and_score(data: str, seed: int, overrides: list[str], folder: Path) -> dict:
     """One training run of the recipe at `SIZE` + `overrides`, then its TEST scores."""
     with tempfile.TemporaryDirectory() as tmp:
-        uri = f"sqlite:///{tmp}/mlflow.db"
-        cmd = [sys.executable, str(ROOT / "train.py"), "hydra/sweeper=optuna", "experiment=latent", "data=ucr",
-               f"data.name={data}", f"data.path={folder}", *SIZE, *overrides, f"seed={seed}",
-               f"tracking.uri={uri}", f"hydra.run.dir={tmp}/run", "trainer.progress=false"]
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env={**env, "MPLBACKEND": "Agg"}, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"training failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+        uri = train_size(data, seed, overrides, folder, tmp)
         train_s = time.perf_counter() - t0
         m = _analyze(uri, model_name="null")
     return {"seed": seed, "svm": m["latent.svm_accuracy"], "raw_svm": m["raw.svm_accuracy"],
