@@ -16,6 +16,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy.exc
 import torch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -129,6 +130,8 @@ def _second_trial_mid_run(db, study) -> bool:
     try:
         trials = study().trials
     except KeyError:  # the database exists, the study not yet
+        return False
+    except sqlalchemy.exc.IntegrityError:  # the sweep is creating the database's tables as this poll opens it
         return False
     return (len(trials) == 2 and trials[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
             and trials[1].state == TrialState.RUNNING and len(trials[1].intermediate_values) >= 3)
