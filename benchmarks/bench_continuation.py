@@ -37,7 +37,10 @@ COMMAND = ["~search", "model=rnn_ae", "data.n_series=60", "data.shortest=20", "d
            "optimizer.lr=tag(log, interval(1e-3, 3e-2))", "trainer.progress=false", "trainer.num_threads=1",
            "trainer.patience=null", f"trainer.max_epochs={EPOCHS}", "tracking.n_reconstructions=0",
            "hydra.sweeper.pruner.name=none", f"hydra.sweeper.n_trials={N_TRIALS}", "hydra.sweeper.register_best=false",
-           "hydra/launcher=joblib", "hydra.launcher.n_jobs=1"]
+           "hydra/launcher=joblib", "hydra.launcher.n_jobs=1",
+           # every epoch checkpointed, as before checkpoint_every_s existed (these trials last seconds,
+           # and at the default 10 s a trial killed mid-run would have no checkpoint to continue from)
+           "trainer.checkpoint_every_s=0"]
 
 
 def _epochs_trained(cwd: Path) -> int:

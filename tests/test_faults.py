@@ -40,11 +40,13 @@ from tests.pg import pg_available, postgres_server
 
 pytestmark = pytest.mark.slow  # every test here runs train.py or a sweep in a subprocess
 
-# ~0.1 s per epoch on one thread: long enough to kill mid-run, short enough for CI.
+# ~0.1 s per epoch on one thread: long enough to kill mid-run, short enough for CI. Every epoch is
+# checkpointed (by default one is written at most every 10 s, and the last): the kills land mid-run.
+EVERY_EPOCH = "trainer.checkpoint_every_s=0"
 RUN = ["model=rnn_ae", "data.n_series=60", "data.shortest=20", "data.longest=60", "data.batch_size=16", "model.hidden_size=16",
        "model.latent_dim=4", "model.num_layers=2", "model.dropout=0.2", "trainer.patience=null",
-       "trainer.num_threads=1", "trainer.progress=false", "tracking.n_reconstructions=0", "seed=3"]
-SPACE = ["model.cell=choice(gru,lstm)", "optimizer.lr=tag(log, interval(1e-3, 3e-2))"]
+       "trainer.num_threads=1", "trainer.progress=false", "tracking.n_reconstructions=0", "seed=3", EVERY_EPOCH]
+SPACE = ["model.cell=choice(gru,lstm)", "optimizer.lr=tag(log, interval(1e-3, 3e-2))", EVERY_EPOCH]
 
 
 def _popen(cwd: Path, *args: str, sweep: bool = False, env=None) -> subprocess.Popen:

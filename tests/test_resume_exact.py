@@ -19,7 +19,9 @@ from latentsweep.errors import TrackingError
 from latentsweep.tracking import Tracker
 from latentsweep.training.checkpoint import FINISHED_MARK, Checkpointer, latest_epoch
 
-SMALL = ["data.n_series=60", "trainer.patience=null", "tracking.n_reconstructions=0", "tracking.log_model=false"]
+# every epoch checkpointed (by default one is written at most every 10 s, and the last): these tests crash mid-run
+SMALL = ["data.n_series=60", "trainer.patience=null", "tracking.n_reconstructions=0", "tracking.log_model=false",
+         "trainer.checkpoint_every_s=0"]
 
 
 class Crash(Exception):
@@ -111,6 +113,38 @@ def test_an_epoch_whose_metrics_a_crash_cut_off_is_written_on_resume(make_cfg, m
     (run,) = runs(mlflow_uri)
     for key in ("val_loss", "train_loss"):
         assert steps(mlflow_uri, run.info.run_id, key) == [0, 1, 2], key
+
+
+def test_by_default_an_epoch_is_checkpointed_only_once_its_interval_has_passed_and_the_last_always(
+        make_cfg, tmp_path):
+    """`trainer.checkpoint_every_s`: a crash before the interval has passed leaves no checkpoint (a
+    resume would start again); a run that ends has written its last epoch, which a resume with more
+    epochs continues from."""
+    hourly = [*SMALL, "trainer.checkpoint_every_s=3600"]
+    with pytest.raises(Crash):
+        pipeline.train(make_cfg([*hourly, f"trainer.checkpoint_dir={tmp_path / 'crashed'}"]), callbacks=[crash_at(1)])
+    assert latest_epoch(tmp_path / "crashed") is None
+    pipeline.train(make_cfg(hourly))
+    folder = tmp_path / "run" / "checkpoint"
+    assert latest_epoch(folder) == 2 and (folder / FINISHED_MARK).exists()
+    assert not (folder / "checkpoint-1.safetensors").exists()  # epochs 0 and 1 were never written
+    pipeline.train(make_cfg([*hourly, "trainer.max_epochs=4", "trainer.resume=true", f"trainer.resume_from={tmp_path / 'run'}"]))
+    assert latest_epoch(folder) == 3
+
+
+def test_a_checkpoint_is_due_once_every_s_has_passed_since_the_last_write(tmp_path, monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("latentsweep.training.checkpoint.time.monotonic", lambda: now[0])
+    ckpt = Checkpointer(tmp_path / "checkpoint", {"seed": 1}, every_s=10)
+    model = torch.nn.Linear(3, 2)
+    now[0] = 109.0
+    assert not ckpt.due()
+    now[0] = 110.0
+    assert ckpt.due()
+    _save(ckpt, 0, model)
+    now[0] = 115.0
+    assert not ckpt.due()  # counted from the write, not from the start
+    assert Checkpointer(tmp_path / "other", {"seed": 1}, every_s=0).due()  # 0: every epoch
 
 
 def _recording_fsync(monkeypatch) -> list[str]:

@@ -219,7 +219,8 @@ def test_two_workers_share_one_study(tmp_path):
 
 @pytest.mark.slow  # a subprocess: train.py / a sweep / make
 def test_a_killed_sweeps_trial_continues_when_stale_and_the_rerun_finishes_the_study(tmp_path):
-    common = ["model.cell=choice(gru,lstm)", "tracking.enabled=false", "hydra.sweeper.heartbeat_interval=1"]
+    common = ["model.cell=choice(gru,lstm)", "tracking.enabled=false", "hydra.sweeper.heartbeat_interval=1",
+              "trainer.checkpoint_every_s=0"]  # every epoch checkpointed: the kill lands after the first
     proc = run_sweep(tmp_path, *common, "hydra.sweeper.n_trials=2", "trainer.max_epochs=500", "trainer.patience=null",
                      wait=False)  # no early stopping: the trial must still be running when killed
     try:

@@ -255,11 +255,12 @@ def _fail_run(tracker: Tracker, run_id: str | None, exc: BaseException, cfg: Dic
 def _open_checkpoint(cfg: DictConfig) -> tuple[Checkpointer | None, dict | None]:
     """(checkpointer, state to resume from): `trainer.resume` loads one (failing fast on a corrupt or
     mismatched checkpoint), `trainer.checkpoint_dir` starts one, neither means no checkpoints."""
+    timing = {"sync_s": cfg.trainer.checkpoint_sync_s, "every_s": cfg.trainer.checkpoint_every_s}
     if cfg.trainer.resume:
-        checkpointer = Checkpointer(_find_checkpoint_dir(cfg.trainer), fingerprint(cfg), cfg.trainer.checkpoint_sync_s)
+        checkpointer = Checkpointer(_find_checkpoint_dir(cfg.trainer), fingerprint(cfg), **timing)
         return checkpointer, checkpointer.load()
     if cfg.trainer.checkpoint_dir:
-        return Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg), cfg.trainer.checkpoint_sync_s), None
+        return Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg), **timing), None
     return None, None
 
 

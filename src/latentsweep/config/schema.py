@@ -168,7 +168,8 @@ class TrainerConfig:
     precision: str = "32"  # 32 | bf16 (bf16 autocast, CUDA only)
     num_threads: int | None = None  # torch CPU threads; null: the rule in latentsweep/threads.py
     checkpoint_dir: str | None = None
-    checkpoint_sync_s: float = 30.0  # fsync a checkpoint at most this often (0: every epoch): what a power loss can cost
+    checkpoint_every_s: float = 10.0  # write a checkpoint at most this often, and the last epoch (0: every epoch)
+    checkpoint_sync_s: float = 30.0  # fsync a checkpoint at most this often (0: every write): what a power loss can cost
     resume: bool = False
     resume_from: str | None = None  # a run's output dir or checkpoint dir
     deterministic: bool = False  # torch.use_deterministic_algorithms: bit-identical resume on CUDA too
@@ -182,6 +183,7 @@ class TrainerConfig:
         checks.one_of("trainer.precision", str(self.precision), ("32", "bf16"))
         checks.positive("trainer.num_threads", self.num_threads, allow_none=True)
         checks.non_negative("trainer.input_noise", self.input_noise)
+        checks.non_negative("trainer.checkpoint_every_s", self.checkpoint_every_s)
         checks.non_negative("trainer.checkpoint_sync_s", self.checkpoint_sync_s)
 
 

@@ -1,8 +1,8 @@
 """A killed trial continues from its own last checkpoint, as the same Optuna trial.
 
 When a trial's process dies (its joblib worker was killed, or the whole sweep was and the next run
-finds the trial's heartbeat stale), nothing was wrong with the trial, and every epoch it finished
-is checkpointed. So the sweeper runs it again with the same command line plus
+finds the trial's heartbeat stale), nothing was wrong with the trial, and its epochs are
+checkpointed (every `trainer.checkpoint_every_s`; one killed before its first checkpoint starts again). So the sweeper runs it again with the same command line plus
 `trainer.resume_from=<its checkpoint>`:
 
 - it stays the same Optuna trial (still RUNNING): the pruner sees the first attempt's intermediate

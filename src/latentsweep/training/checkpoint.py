@@ -1,10 +1,15 @@
-"""Per-epoch checkpoints without pickle, one file each, so a kill never leaves a half-written one.
+"""Checkpoints without pickle, one file each, so a kill never leaves a half-written one.
+
+An epoch is written when `every_s` seconds have passed since the last write (`every_s=0`: every
+epoch), and the run's last epoch always is: writing every epoch of a small model took a third of
+its epochs' time (issue 29), and a kill then loses at most the epoch in progress and `every_s`
+seconds before it.
 
 The whole training state of an epoch (weights, the best weights so far, optimiser and RNG state as
 tensors, loop state as JSON in the header) is one safetensors file. Epochs take turns between two
 files, `checkpoint-0.safetensors` and `checkpoint-1.safetensors` (even and odd epochs): each is
 written under a temporary name and renamed into place over the epoch before last, so a process
-killed at any moment (kill -9, preemption, the OOM killer) leaves the last finished epoch's file
+killed at any moment (kill -9, preemption, the OOM killer) leaves the last written epoch's file
 whole, and the page cache that holds it outlives the process. Two files rather than one renamed
 over itself: on ext4 a rename that replaces a file flushes the new one first (`auto_da_alloc`),
 which cost more than the write; the older file is removed before the rename instead.
@@ -126,13 +131,20 @@ def _unpack(tensors: dict[str, torch.Tensor], optimizer_plain: dict[str, Any]) -
 class Checkpointer:
     """Save and load the whole training state of one run in `directory`."""
 
-    def __init__(self, directory: str | Path, fingerprint: dict[str, Any], sync_s: float = 30.0):
+    def __init__(self, directory: str | Path, fingerprint: dict[str, Any], sync_s: float = 30.0,
+                 every_s: float = 0.0):
         self.directory = Path(directory)
         self.fingerprint = fingerprint  # the config values that must match on resume
         self.sync_s = sync_s
-        self._last_sync = time.monotonic()
+        self.every_s = every_s
+        self._last_sync = self._last_write = time.monotonic()
         self._unsynced: Path | None = None  # the newest checkpoint file, while it is not fsynced
         self._fresh = True  # no save or load yet: a new run clears what an earlier one left here
+
+    def due(self) -> bool:
+        """Whether the epoch that just ended is written: every epoch with `every_s=0`, else once
+        `every_s` seconds have passed since the last write (or since training started)."""
+        return time.monotonic() - self._last_write >= self.every_s
 
     def save(self, *, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              best_state: dict[str, torch.Tensor] | None, loop_state: dict[str, Any],
@@ -158,6 +170,7 @@ class Checkpointer:
             self._write(self.directory / SYNCED_FILE, tensors, header, sync=True)
             self._last_sync = time.monotonic()
         self._unsynced = None if sync else target
+        self._last_write = time.monotonic()
         return target
 
     def _write(self, target: Path, tensors: dict[str, torch.Tensor], header: dict[str, str], sync: bool) -> None:

@@ -108,6 +108,74 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
     return {**means, **(tally.compute() if tally is not None else {})}
 
 
+def _train_one_epoch(model, optimizer, train_loader: BatchLoader, val_loader: BatchLoader, epoch: int, *,
+                     device, precision: str, grad_clip: float | None, input_noise: float) -> dict[str, float]:
+    """One training pass and one validation pass: the epoch's metrics (a non-finite validation
+    loss stops the run)."""
+    t0 = time.perf_counter()
+    train_loader.set_epoch(epoch)
+    if hasattr(model, "on_epoch_start"):
+        model.on_epoch_start(epoch)
+    train_terms = _run_epoch(model, train_loader, optimizer, train=True, device=device,
+                             precision=precision, grad_clip=grad_clip, epoch=epoch, input_noise=input_noise)
+    val_terms = _run_epoch(model, val_loader, optimizer, train=False, device=device,
+                           precision=precision, grad_clip=None, epoch=epoch)
+    val_loss = val_terms["loss"]
+    if not math.isfinite(val_loss):
+        raise DivergedError(f"validation loss became {val_loss} at epoch {epoch} — lower "
+                            "optimizer.lr or set trainer.grad_clip")
+    metrics = {"train_loss": train_terms["loss"], "val_loss": val_loss, "epoch_time_s": time.perf_counter() - t0}
+    metrics.update({f"train_{k}": v for k, v in train_terms.items() if k != "loss"})
+    metrics.update({f"val_{k}": v for k, v in val_terms.items() if k != "loss"})
+    return metrics
+
+
+@dataclass
+class _Progress:
+    """What the loop carries from epoch to epoch, and what a checkpoint keeps of it."""
+
+    best_state: dict[str, torch.Tensor]
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    written: int = -1  # the newest epoch in the checkpoint
+
+    def record(self, epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
+        """The epoch's metrics; its weights when its validation loss is the best so far."""
+        if metrics["val_loss"] < self.best_val:
+            self.best_val, self.best_epoch, self.bad_epochs = metrics["val_loss"], epoch, 0
+            self.best_state = state_dict_to_cpu(model.state_dict())
+        else:
+            self.bad_epochs += 1
+        metrics["best_val_loss"] = self.best_val
+        self.history.append({"epoch": epoch, **metrics})
+
+    def loop_state(self) -> dict[str, Any]:
+        return {"history": self.history, "best_val": self.best_val, "best_epoch": self.best_epoch,
+                "bad_epochs": self.bad_epochs}
+
+
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ckpt: dict[str, Any]) -> _Progress:
+    """Model, optimiser and RNG as `Checkpointer.load` returned them; the loop's progress."""
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    set_rng_state(ckpt["rng"])
+    loop = ckpt["loop"]
+    progress = _Progress(best_state=ckpt["best_state"] if ckpt["best_state"] is not None
+                         else state_dict_to_cpu(model.state_dict()),
+                         history=loop["history"], best_val=loop["best_val"], best_epoch=loop["best_epoch"],
+                         bad_epochs=loop["bad_epochs"], written=ckpt["epoch"])
+    log.info("resumed from epoch %d (best val_loss %.5g)", ckpt["epoch"], progress.best_val)
+    return progress
+
+
+def _epoch_bar(start_epoch: int, max_epochs: int, progress: bool | None) -> tqdm:
+    """The epochs to run, as a progress bar (shown on a terminal when `progress` is None)."""
+    return tqdm(range(start_epoch, max_epochs), desc="epochs", leave=False, initial=start_epoch, total=max_epochs,
+                disable=not (sys.stderr.isatty() if progress is None else progress))
+
+
 def fit(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -128,76 +196,43 @@ def fit(
 ) -> FitResult:
     """Train for up to `max_epochs`, keep the weights with the lowest validation loss.
 
-    `input_noise` > 0: a denoising autoencoder; training inputs get Gaussian noise of that standard
-    deviation, validation inputs none, and every loss compares with the clean series.
-
-    With `resume_from` (what `Checkpointer.load` returned) the loop continues after that epoch
-    and, for the same seed, ends with the same weights as an uninterrupted run.
+    `input_noise` > 0: a denoising autoencoder (Gaussian noise on the training inputs only, every
+    loss against the clean series). With `resume_from` (what `Checkpointer.load` returned) the loop
+    continues after that epoch and, for the same seed, ends with the same weights as an
+    uninterrupted run. The checkpointer writes the epochs it says are due, and the last one.
     """
-    start_epoch, history = 0, []
-    best_val, best_epoch, bad_epochs = math.inf, -1, 0
-    best_state = state_dict_to_cpu(model.state_dict())
     if resume_from is not None:
-        ckpt = resume_from
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
-        loop = ckpt["loop"]
-        start_epoch = ckpt["epoch"] + 1
-        history = loop["history"]
-        best_val, best_epoch, bad_epochs = loop["best_val"], loop["best_epoch"], loop["bad_epochs"]
-        if ckpt["best_state"] is not None:
-            best_state = ckpt["best_state"]
-        log.info("resumed from epoch %d (best val_loss %.5g)", ckpt["epoch"], best_val)
+        state, start_epoch = _restore(model, optimizer, resume_from), resume_from["epoch"] + 1
+    else:
+        state, start_epoch = _Progress(best_state=state_dict_to_cpu(model.state_dict())), 0
 
-    if progress is None:
-        progress = sys.stderr.isatty()
-    bar = tqdm(range(start_epoch, max_epochs), desc="epochs", disable=not progress, leave=False,
-               initial=start_epoch, total=max_epochs)
-    stopped_early = False
+    def save_checkpoint(epoch: int) -> None:
+        loop_state = {**state.loop_state(), **(loop_extras() if loop_extras else {})}
+        checkpointer.save(epoch=epoch, model=model, optimizer=optimizer, best_state=state.best_state,
+                          loop_state=loop_state)
+        state.written = epoch
+
+    bar = _epoch_bar(start_epoch, max_epochs, progress)
     train_loader.data_wait_s = val_loader.data_wait_s = 0.0
-    t_start = time.perf_counter()
+    stopped_early, t_start = False, time.perf_counter()
     for epoch in bar:
-        if history and patience and bad_epochs >= patience:
+        if state.history and patience and state.bad_epochs >= patience:
             stopped_early = True
             break
-        t0 = time.perf_counter()
-        train_loader.set_epoch(epoch)
-        if hasattr(model, "on_epoch_start"):
-            model.on_epoch_start(epoch)
-        train_terms = _run_epoch(model, train_loader, optimizer, train=True, device=device,
-                                 precision=precision, grad_clip=grad_clip, epoch=epoch, input_noise=input_noise)
-        val_terms = _run_epoch(model, val_loader, optimizer, train=False, device=device,
-                               precision=precision, grad_clip=None, epoch=epoch)
-        val_loss = val_terms["loss"]
-        if not math.isfinite(val_loss):
-            raise DivergedError(f"validation loss became {val_loss} at epoch {epoch} — lower "
-                                "optimizer.lr or set trainer.grad_clip")
-        metrics = {"train_loss": train_terms["loss"], "val_loss": val_loss,
-                   "epoch_time_s": time.perf_counter() - t0}
-        metrics.update({f"train_{k}": v for k, v in train_terms.items() if k != "loss"})
-        metrics.update({f"val_{k}": v for k, v in val_terms.items() if k != "loss"})
-        if val_loss < best_val:
-            best_val, best_epoch, bad_epochs = val_loss, epoch, 0
-            best_state = state_dict_to_cpu(model.state_dict())
-        else:
-            bad_epochs += 1
-        metrics["best_val_loss"] = best_val
-        history.append({"epoch": epoch, **metrics})
+        metrics = _train_one_epoch(model, optimizer, train_loader, val_loader, epoch, device=device,
+                                   precision=precision, grad_clip=grad_clip, input_noise=input_noise)
+        state.record(epoch, metrics, model)
         log.info("epoch %d/%d train_loss %.5g val_loss %.5g (%.2fs)", epoch + 1, max_epochs,
-                 metrics["train_loss"], val_loss, metrics["epoch_time_s"])
-        bar.set_postfix(train=f"{metrics['train_loss']:.4g}", val=f"{val_loss:.4g}")
-        if checkpointer is not None:
-            loop_state = {"history": history, "best_val": best_val, "best_epoch": best_epoch,
-                          "bad_epochs": bad_epochs}
-            if loop_extras:
-                loop_state.update(loop_extras())
-            checkpointer.save(epoch=epoch, model=model, optimizer=optimizer, best_state=best_state,
-                              loop_state=loop_state)
+                 metrics["train_loss"], metrics["val_loss"], metrics["epoch_time_s"])
+        bar.set_postfix(train=f"{metrics['train_loss']:.4g}", val=f"{metrics['val_loss']:.4g}")
+        if checkpointer is not None and checkpointer.due():
+            save_checkpoint(epoch)
         for callback in callbacks:
             callback(epoch, metrics)
     bar.close()
-    return FitResult(best_val_loss=best_val, best_epoch=best_epoch, epochs_run=len(history),
-                     history=history, best_state=best_state, stopped_early=stopped_early,
+    if checkpointer is not None and state.history and state.written < state.history[-1]["epoch"]:
+        save_checkpoint(state.history[-1]["epoch"])  # the run's last epoch: what a resume with more epochs needs
+    return FitResult(best_val_loss=state.best_val, best_epoch=state.best_epoch, epochs_run=len(state.history),
+                     history=state.history, best_state=state.best_state, stopped_early=stopped_early,
                      data_wait_s=train_loader.data_wait_s + val_loader.data_wait_s,
                      train_s=time.perf_counter() - t_start)
