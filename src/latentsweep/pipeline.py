@@ -374,6 +374,7 @@ def _finish_run(tracker: Tracker, cfg: DictConfig, model: torch.nn.Module, data:
         _raise_failed(tracker, exc, cfg, device)
     with clock.phase("logging"):
         tracker.log_metrics({**objective_metrics(objective, value), **clock.metrics()})
+        tracker.flush()  # every metric in one write; a store that went away fails the run here, in one line
         tracker.end("FINISHED")
     if checkpointer is not None:
         checkpointer.mark_finished()  # trainer.resume=true picks an unfinished run, never this one

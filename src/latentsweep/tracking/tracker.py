@@ -15,7 +15,7 @@ from .store import MODEL_DIR, client_for, flatten, get_or_create_experiment
 
 log = logging.getLogger("latentsweep.tracking")
 
-EPOCH_FLUSH_S = 5.0  # per-epoch metrics reach the store at most this late (MLflow's UI refreshes about as often)
+EPOCH_FLUSH_S = 5.0  # metrics reach the store at most this late (MLflow's UI refreshes about as often)
 MAX_BATCH = 1000  # metrics per log_batch call: MLflow's limit
 
 
@@ -96,33 +96,29 @@ class Tracker:
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Metrics kept in memory and written in one batch at most every `EPOCH_FLUSH_S` seconds,
+        and by `flush` and `end`: each SQLite write commits to the disk, and a small trial's
+        separate writes (label-free scores, results, objective, epochs) took longer than its
+        objective (issue 29). A store that went away fails the next write with a one-line error; a
+        killed run loses at most what was not yet written."""
         if not self.enabled:
             return
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
-        self._retry(lambda: self.client.log_batch(self.run_id, metrics=batch))
-
-    def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
-        """One epoch's metrics, kept in memory and written in one batch at most every
-        `EPOCH_FLUSH_S` seconds (and when the run ends), so the loop never waits for the store each
-        epoch: a SQLite write took longer than a small model's epoch, and MLflow's asynchronous
-        logging waits up to a second for its thread when a run ends (issue 29). A store that went
-        away stops the run at the next write with the same one-line error; a killed run loses at
-        most the epochs not yet written, which its next attempt writes from the checkpoint
-        (`pipeline._log_missing_epochs`)."""
-        if not self.enabled:
-            return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self._pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        self._pending.extend(Metric(k, float(v), now, step or 0) for k, v in metrics.items())
         if time.monotonic() - self._last_write >= EPOCH_FLUSH_S:
             self.flush()
 
+    def log_epoch(self, metrics: Mapping[str, float], step: int) -> None:
+        """One epoch's metrics, written like `log_metrics`' (so the loop never waits for the store
+        each epoch: a SQLite write took longer than a small model's epoch, and MLflow's asynchronous
+        logging waits up to a second for its thread when a run ends). A killed run's unwritten epochs
+        are written by its next attempt, from the checkpoint (`pipeline._log_missing_epochs`)."""
+        self.log_metrics(metrics, step=step)
+
     def flush(self) -> None:
-        """Write the epochs kept in memory (MLflow takes at most 1000 metrics per batch)."""
+        """Write the metrics kept in memory (MLflow takes at most 1000 metrics per batch)."""
         pending, self._pending = self._pending, []
         self._last_write = time.monotonic()
         for i in range(0, len(pending), MAX_BATCH):
