@@ -130,6 +130,11 @@ def test_by_default_an_epoch_is_checkpointed_only_once_its_interval_has_passed_a
     assert not (folder / "checkpoint-1.safetensors").exists()  # epochs 0 and 1 were never written
     pipeline.train(make_cfg([*hourly, "trainer.max_epochs=4", "trainer.resume=true", f"trainer.resume_from={tmp_path / 'run'}"]))
     assert latest_epoch(folder) == 3
+    # a new run in that folder that crashes before its first checkpoint leaves nothing to resume,
+    # not the earlier run's epochs
+    with pytest.raises(Crash):
+        pipeline.train(make_cfg(hourly), callbacks=[crash_at(0)])
+    assert latest_epoch(folder) is None
 
 
 def test_a_checkpoint_is_due_once_every_s_has_passed_since_the_last_write(tmp_path, monkeypatch):

@@ -260,7 +260,9 @@ def _open_checkpoint(cfg: DictConfig) -> tuple[Checkpointer | None, dict | None]
         checkpointer = Checkpointer(_find_checkpoint_dir(cfg.trainer), fingerprint(cfg), **timing)
         return checkpointer, checkpointer.load()
     if cfg.trainer.checkpoint_dir:
-        return Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg), **timing), None
+        checkpointer = Checkpointer(cfg.trainer.checkpoint_dir, fingerprint(cfg), **timing)
+        checkpointer.clear_stale()
+        return checkpointer, None
     return None, None
 
 

@@ -141,6 +141,15 @@ class Checkpointer:
         self._unsynced: Path | None = None  # the newest checkpoint file, while it is not fsynced
         self._fresh = True  # no save or load yet: a new run clears what an earlier one left here
 
+    def clear_stale(self) -> None:
+        """A new run (not a resume) in a folder an earlier run used: remove that run's checkpoints
+        now, before this run's first one, which may be `every_s` away, so that a kill in between
+        never leaves the earlier run's epochs to be resumed as this run's."""
+        if self._fresh:
+            for name in CHECKPOINT_FILES:
+                (self.directory / name).unlink(missing_ok=True)
+            self._fresh = False
+
     def due(self) -> bool:
         """Whether the epoch that just ended is written: every epoch with `every_s=0`, else once
         `every_s` seconds have passed since the last write (or since training started)."""
@@ -152,10 +161,7 @@ class Checkpointer:
         """This epoch's state in its slot file; fsynced (and copied to the synced file) when `sync`
         says so, or by default when `sync_s` seconds have passed since the last sync."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        if self._fresh:  # a new run in a folder an earlier run used: its epochs must not look newer
-            for name in CHECKPOINT_FILES:
-                (self.directory / name).unlink(missing_ok=True)
-            self._fresh = False
+        self.clear_stale()
         tensors, optimizer_plain = _pack(state_dict_to_cpu(model.state_dict()), best_state,
                                          optimizer.state_dict(), rng_state())
         # compact JSON: `indent` takes Python's pure-Python encoder, and the history grows every epoch
