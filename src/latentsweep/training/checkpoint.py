@@ -140,6 +140,7 @@ class Checkpointer:
         self._last_sync = self._last_write = time.monotonic()
         self._unsynced: Path | None = None  # the newest checkpoint file, while it is not fsynced
         self._fresh = True  # no save or load yet: a new run clears what an earlier one left here
+        self.newest_epoch: int | None = None  # the epoch this run last saved or loaded
 
     def clear_stale(self) -> None:
         """A new run (not a resume) in a folder an earlier run used: remove that run's checkpoints
@@ -176,7 +177,7 @@ class Checkpointer:
             self._write(self.directory / SYNCED_FILE, tensors, header, sync=True)
             self._last_sync = time.monotonic()
         self._unsynced = None if sync else target
-        self._last_write = time.monotonic()
+        self._last_write, self.newest_epoch = time.monotonic(), epoch
         return target
 
     def _write(self, target: Path, tensors: dict[str, torch.Tensor], header: dict[str, str], sync: bool) -> None:
@@ -220,6 +221,7 @@ class Checkpointer:
             detail = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in sorted(diffs.items()))
             raise CheckpointError(f"checkpoint {source} is from a different configuration ({detail}) — "
                                   "resume with the same settings or start a new run")
+        self.newest_epoch = meta["epoch"]
         return {"epoch": meta["epoch"], "loop": meta["loop"], **loaded}
 
 

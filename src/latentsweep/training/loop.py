@@ -139,7 +139,6 @@ class _Progress:
     best_val: float = math.inf
     best_epoch: int = -1
     bad_epochs: int = 0
-    written: int = -1  # the newest epoch in the checkpoint
 
     def record(self, epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> None:
         """The epoch's metrics; its weights when its validation loss is the best so far."""
@@ -165,7 +164,7 @@ def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ckpt: dic
     progress = _Progress(best_state=ckpt["best_state"] if ckpt["best_state"] is not None
                          else state_dict_to_cpu(model.state_dict()),
                          history=loop["history"], best_val=loop["best_val"], best_epoch=loop["best_epoch"],
-                         bad_epochs=loop["bad_epochs"], written=ckpt["epoch"])
+                         bad_epochs=loop["bad_epochs"])
     log.info("resumed from epoch %d (best val_loss %.5g)", ckpt["epoch"], progress.best_val)
     return progress
 
@@ -210,7 +209,6 @@ def fit(
         loop_state = {**state.loop_state(), **(loop_extras() if loop_extras else {})}
         checkpointer.save(epoch=epoch, model=model, optimizer=optimizer, best_state=state.best_state,
                           loop_state=loop_state)
-        state.written = epoch
 
     bar = _epoch_bar(start_epoch, max_epochs, progress)
     train_loader.data_wait_s = val_loader.data_wait_s = 0.0
@@ -230,7 +228,7 @@ def fit(
         for callback in callbacks:
             callback(epoch, metrics)
     bar.close()
-    if checkpointer is not None and state.history and state.written < state.history[-1]["epoch"]:
+    if checkpointer is not None and state.history and checkpointer.newest_epoch != state.history[-1]["epoch"]:
         save_checkpoint(state.history[-1]["epoch"])  # the run's last epoch: what a resume with more epochs needs
     return FitResult(best_val_loss=state.best_val, best_epoch=state.best_epoch, epochs_run=len(state.history),
                      history=state.history, best_state=state.best_state, stopped_early=stopped_early,
