@@ -317,19 +317,19 @@ def test_readme_is_a_front_page_that_links_pages_that_exist():
     assert [page for page in linked if not (ROOT / page).exists()] == []
 
 
-def test_latent_rows_say_no_where_the_raw_series_win(tmp_path):
+def test_latent_rows_say_no_where_the_raw_series_win_and_name_a_tie(tmp_path):
     from benchmarks import summary
 
     def metrics(svm, nmi):
         return {"latent.svm_accuracy": svm, "raw.svm_accuracy": 0.8, "latent.spectral.nmi": nmi,
                 "raw.spectral.nmi": 0.3, "latent.kmeans.nmi": 0.2, "raw.kmeans.nmi": 0.2}
 
-    for seed, (svm, nmi) in enumerate([(0.85, 0.35), (0.85, 0.25), (0.75, 0.35)]):
+    for seed, (svm, nmi) in enumerate([(0.85, 0.35), (0.85, 0.25), (0.75, 0.35), (0.8, 0.35), (0.8, 0.3)]):
         body = {"seed": seed, "machine": {"git_commit": "abcdef0123"},
                 "data_sets": {"ArrowHead": {"sweep_s": 100.0, "metrics": metrics(svm, nmi)}}}
         (tmp_path / f"quality-seed{seed}.json").write_text(json.dumps(body))
     rows = summary.latent_rows(tmp_path)
-    assert [r[5] for r in rows] == ["yes", "NO", "NO"]
+    assert [r[5] for r in rows] == ["yes", "NO", "NO", "yes (SVM tied)", "yes (SVM and NMI tied)"]
     assert rows[0][2] == "0.850 / 0.800" and rows[1][3] == "0.250 / 0.300" and rows[0][7] == "abcdef0"
 
 
