@@ -33,7 +33,7 @@ def _latents_win(m: dict[str, Any]) -> bool:
     return m["latent.svm_accuracy"] >= m["raw.svm_accuracy"] and m["latent.spectral.nmi"] >= m["raw.spectral.nmi"]
 
 
-def _verdict(m: dict[str, Any]) -> str:
+def _latent_verdict(m: dict[str, Any]) -> str:
     """`_latents_win` in words, naming a tie: equal on a score is not a win, only not a loss."""
     if not _latents_win(m):
         return "NO"
@@ -203,7 +203,7 @@ def latent_rows(folder: Path) -> list[list[str]]:
                          f"{m['latent.svm_accuracy']:.3f} / {m['raw.svm_accuracy']:.3f}",
                          f"{m['latent.spectral.nmi']:.3f} / {m['raw.spectral.nmi']:.3f}",
                          f"{m['latent.kmeans.nmi']:.3f} / {m['raw.kmeans.nmi']:.3f}",
-                         _verdict(m), f"{result['sweep_s']:.0f}",
+                         _latent_verdict(m), f"{result['sweep_s']:.0f}",
                          str(body["machine"]["git_commit"])[:7]])
     return sorted(rows, key=lambda r: (r[0], int(r[1])))
 
