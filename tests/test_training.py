@@ -77,6 +77,34 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(make_cfg, tmp_p
     assert sorted(m.step for m in client.get_metric_history(runs[2].info.run_id, "val_loss")) == [0, 1, 2, 3]
 
 
+def test_weight_average_resumes_exactly_and_is_what_the_run_keeps(make_cfg, tmp_path, mlflow_uri):
+    """trainer.ema_decay: the checkpoint keeps the average, so a resumed run ends where an uninterrupted
+    one does; resuming it without the average is refused before anything is written."""
+    import pytest
+
+    from latentsweep.errors import CheckpointError
+
+    common = ["trainer.patience=null", "trainer.ema_decay=0.9"]
+    full_dir, part_dir = tmp_path / "full", tmp_path / "part"
+    averaged = train(make_cfg([*common, "trainer.max_epochs=4", f"trainer.checkpoint_dir={full_dir}"]))
+    train(make_cfg([*common, "trainer.max_epochs=2", f"trainer.checkpoint_dir={part_dir}"]))
+    kept = {name: path.read_bytes() for name, path in ((p.name, p) for p in part_dir.iterdir())}
+    with pytest.raises(CheckpointError, match="trainer.ema_decay"):
+        train(make_cfg(["trainer.patience=null", "trainer.max_epochs=4", "trainer.resume=true",
+                        f"trainer.resume_from={part_dir}"]))
+    assert {p.name: p.read_bytes() for p in part_dir.iterdir()} == kept  # the refused resume wrote nothing
+    train(make_cfg([*common, "trainer.max_epochs=4", "trainer.resume=true", f"trainer.resume_from={part_dir}"]))
+    full, resumed = _final_weights(full_dir), _final_weights(part_dir)
+    for key in full:
+        torch.testing.assert_close(full[key], resumed[key], atol=0, rtol=0)
+    client, _ = client_for(mlflow_uri)
+    first = client.search_runs([client.get_experiment_by_name("latentsweep").experiment_id],
+                               order_by=["attributes.start_time ASC"])[0]
+    val = [m.value for m in sorted(client.get_metric_history(first.info.run_id, "val_loss"), key=lambda m: m.step)]
+    assert val[-1] < val[0] and abs(min(val) - averaged) < 1e-9  # the average learns; its best is the result
+    assert averaged != train(make_cfg(["trainer.patience=null", "trainer.max_epochs=4"]))  # and it is not the last step
+
+
 def test_diverging_run_is_marked_failed_and_raises(make_cfg, mlflow_uri):
     import pytest
 

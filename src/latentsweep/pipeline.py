@@ -76,6 +76,8 @@ def fingerprint(cfg: DictConfig) -> dict[str, Any]:
         if node is not None:
             for key, value in OmegaConf.to_container(node, resolve=True).items():
                 flat[f"{group}.{key}"] = value
+    if cfg.trainer.get("ema_decay"):  # only when on: checkpoints written before the option still resume
+        flat["trainer.ema_decay"] = cfg.trainer.ema_decay
     return flat
 
 
@@ -343,7 +345,7 @@ def _train(cfg: DictConfig, callbacks: Sequence[Callable[[int, dict], None]], de
                      precision=str(cfg.trainer.precision), checkpointer=checkpointer, resume_from=resume_state,
                      callbacks=[log_epoch, *callbacks],
                      progress=cfg.trainer.progress, loop_extras=lambda: {"mlflow_run_id": run.tracker().run_id},
-                     input_noise=cfg.trainer.input_noise)
+                     input_noise=cfg.trainer.input_noise, ema_decay=cfg.trainer.ema_decay)
     except BaseException as exc:
         tracker = run.tracker_or_none()
         if tracker is None:  # the MLflow run never opened: `exc` is that error, or came before it

@@ -175,6 +175,7 @@ class TrainerConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms: bit-identical resume on CUDA too
     progress: bool | None = None  # tqdm bar; default: only on a terminal
     input_noise: float = 0.0  # > 0: denoising autoencoder, Gaussian noise of this std on training inputs
+    ema_decay: float = 0.0  # > 0: validate and keep an exponential moving average of the weights (e.g. 0.99)
 
     def check(self) -> None:
         checks.positive("trainer.max_epochs", self.max_epochs, upper=1_000_000)
@@ -183,6 +184,7 @@ class TrainerConfig:
         checks.one_of("trainer.precision", str(self.precision), ("32", "bf16"))
         checks.positive("trainer.num_threads", self.num_threads, allow_none=True)
         checks.non_negative("trainer.input_noise", self.input_noise)
+        checks.fraction("trainer.ema_decay", self.ema_decay)  # 1 would never move from the initial weights
         checks.non_negative("trainer.checkpoint_every_s", self.checkpoint_every_s)
         checks.non_negative("trainer.checkpoint_sync_s", self.checkpoint_sync_s)
 

@@ -86,11 +86,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _pack(model_state: dict[str, torch.Tensor], best_state: dict[str, torch.Tensor] | None,
-          optimizer_state: dict[str, Any], rng: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Every tensor under a prefixed name, and the optimiser's non-tensor values for the header."""
+          optimizer_state: dict[str, Any], rng: dict[str, Any],
+          average_state: dict[str, torch.Tensor] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every tensor under a prefixed name, and the optimiser's non-tensor values for the header.
+    `average_state`: the weight average's state (`trainer.ema_decay`), when the loop keeps one."""
     tensors = {f"model.{k}": v for k, v in model_state.items()}
     if best_state is not None:
         tensors.update({f"best.{k}": v.contiguous() for k, v in best_state.items()})
+    if average_state is not None:
+        tensors.update({f"average.{k}": v.contiguous() for k, v in average_state.items()})
     plain_state: dict[str, dict[str, Any]] = {}
     for index, values in optimizer_state["state"].items():
         plain_state[str(index)] = {}
@@ -106,14 +110,14 @@ def _pack(model_state: dict[str, torch.Tensor], best_state: dict[str, torch.Tens
 
 
 def _unpack(tensors: dict[str, torch.Tensor], optimizer_plain: dict[str, Any]) -> dict[str, Any]:
-    """`_pack`'s inverse: model, best, optimizer state dict and RNG state."""
-    out: dict[str, Any] = {"model": {}, "best_state": {}, "rng": {}}
+    """`_pack`'s inverse: model, best, weight average, optimizer state dict and RNG state."""
+    out: dict[str, Any] = {"model": {}, "best_state": {}, "average": {}, "rng": {}}
     state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in optimizer_plain["state"].items()}
     cuda: dict[int, torch.Tensor] = {}
     for key, value in tensors.items():
         kind, rest = key.split(".", 1)
-        if kind in ("model", "best"):
-            out["model" if kind == "model" else "best_state"][rest] = value
+        if kind in ("model", "best", "average"):
+            out[{"best": "best_state"}.get(kind, kind)][rest] = value
         elif kind == "optimizer":
             index, name = rest.split(".", 1)
             state.setdefault(int(index), {})[name] = value
@@ -124,6 +128,7 @@ def _unpack(tensors: dict[str, torch.Tensor], optimizer_plain: dict[str, Any]) -
     if cuda:
         out["rng"]["cuda"] = [cuda[i] for i in sorted(cuda)]
     out["best_state"] = out["best_state"] or None
+    out["average"] = out["average"] or None
     out["optimizer"] = {"state": state, "param_groups": optimizer_plain["param_groups"]}
     return out
 
@@ -158,13 +163,15 @@ class Checkpointer:
 
     def save(self, *, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              best_state: dict[str, torch.Tensor] | None, loop_state: dict[str, Any],
-             sync: bool | None = None) -> Path:
+             sync: bool | None = None, average: torch.nn.Module | None = None) -> Path:
         """This epoch's state in its slot file; fsynced (and copied to the synced file) when `sync`
-        says so, or by default when `sync_s` seconds have passed since the last sync."""
+        says so, or by default when `sync_s` seconds have passed since the last sync. `average`: the
+        loop's weight average (`trainer.ema_decay`), kept so a resumed run averages on where it stopped."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.clear_stale()
         tensors, optimizer_plain = _pack(state_dict_to_cpu(model.state_dict()), best_state,
-                                         optimizer.state_dict(), rng_state())
+                                         optimizer.state_dict(), rng_state(),
+                                         None if average is None else state_dict_to_cpu(average.state_dict()))
         # compact JSON: `indent` takes Python's pure-Python encoder, and the history grows every epoch
         header = {"format": FORMAT, "state": json.dumps({"epoch": epoch, "fingerprint": self.fingerprint,
                                                          "loop": loop_state, "optimizer": optimizer_plain})}

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..data.batching import Batch, BatchLoader
-from ..errors import DivergedError
+from ..errors import CheckpointError, DivergedError
 from .checkpoint import Checkpointer, set_rng_state, state_dict_to_cpu
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,14 @@ def with_input_noise(batch: Batch, std: float) -> Batch:
 
 
 def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, precision: str,
-               grad_clip: float | None, epoch: int, input_noise: float = 0.0) -> dict[str, float]:
+               grad_clip: float | None, epoch: int, input_noise: float = 0.0,
+               average: AveragedModel | None = None) -> dict[str, float]:
     """Mean of each loss term over the epoch, plus the scores of the model's optional tally.
 
     Terms are weighted by valid time steps, or by `model.batch_weight(batch)` when the model
     defines it (a classifier: per series). Scores that need the whole epoch's predictions
     (accuracy, macro-F1) come from `model.epoch_tally()`: an object with `update(batch, output)`
-    and `compute() -> {name: value}`.
+    and `compute() -> {name: value}`. `average`: a weight average updated after every optimiser step.
     """
     model.train(train)
     sums: dict[str, torch.Tensor] = {}
@@ -93,6 +95,8 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
                 if grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
                 optimizer.step()
+                if average is not None:
+                    average.update_parameters(model)
             weight = batch_weight(batch)  # a float, or a tensor left on the device (read once per epoch)
             weight_total = weight_total + weight
             for name, value in terms.items():
@@ -109,16 +113,18 @@ def _run_epoch(model, loader: BatchLoader, optimizer, *, train: bool, device, pr
 
 
 def _train_one_epoch(model, optimizer, train_loader: BatchLoader, val_loader: BatchLoader, epoch: int, *,
-                     device, precision: str, grad_clip: float | None, input_noise: float) -> dict[str, float]:
+                     device, precision: str, grad_clip: float | None, input_noise: float,
+                     average: AveragedModel | None = None) -> dict[str, float]:
     """One training pass and one validation pass: the epoch's metrics (a non-finite validation
-    loss stops the run)."""
+    loss stops the run). With a weight `average`, the validation pass scores the average."""
     t0 = time.perf_counter()
     train_loader.set_epoch(epoch)
     if hasattr(model, "on_epoch_start"):
         model.on_epoch_start(epoch)
     train_terms = _run_epoch(model, train_loader, optimizer, train=True, device=device,
-                             precision=precision, grad_clip=grad_clip, epoch=epoch, input_noise=input_noise)
-    val_terms = _run_epoch(model, val_loader, optimizer, train=False, device=device,
+                             precision=precision, grad_clip=grad_clip, epoch=epoch, input_noise=input_noise,
+                             average=average)
+    val_terms = _run_epoch(model if average is None else average.module, val_loader, optimizer, train=False, device=device,
                            precision=precision, grad_clip=None, epoch=epoch)
     val_loss = val_terms["loss"]
     if not math.isfinite(val_loss):
@@ -155,9 +161,25 @@ class _Progress:
                 "bad_epochs": self.bad_epochs}
 
 
-def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ckpt: dict[str, Any]) -> _Progress:
-    """Model, optimiser and RNG as `Checkpointer.load` returned them; the loop's progress."""
+def weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of `model`'s weights and buffers (`trainer.ema_decay`), or None
+    at decay 0. At small batches each optimiser step moves the weights a lot, and the latents of the
+    last step carry that noise; the average of the last ~1/(1 - decay) steps does not (PyTorch's
+    `AveragedModel`, the same EMA as timm's ModelEmaV3)."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, ckpt: dict[str, Any],
+             average: AveragedModel | None = None) -> _Progress:
+    """Model, optimiser, weight average and RNG as `Checkpointer.load` returned them; the loop's progress."""
+    if (ckpt.get("average") is None) != (average is None):
+        had = "a weight average" if average is None else "no weight average"
+        raise CheckpointError(f"the checkpoint has {had} — resume with the trainer.ema_decay it was trained with")
     model.load_state_dict(ckpt["model"])
+    if average is not None:
+        average.load_state_dict(ckpt["average"])
     optimizer.load_state_dict(ckpt["optimizer"])
     set_rng_state(ckpt["rng"])
     loop = ckpt["loop"]
@@ -192,23 +214,27 @@ def fit(
     progress: bool | None = None,
     loop_extras: Callable[[], dict[str, Any]] | None = None,
     input_noise: float = 0.0,
+    ema_decay: float = 0.0,
 ) -> FitResult:
     """Train for up to `max_epochs`, keep the weights with the lowest validation loss.
 
     `input_noise` > 0: a denoising autoencoder (Gaussian noise on the training inputs only, every
-    loss against the clean series). With `resume_from` (what `Checkpointer.load` returned) the loop
+    loss against the clean series). `ema_decay` > 0: validate and keep an exponential moving average
+    of the weights (`weight_average`) rather than the last step's. With `resume_from` (what `Checkpointer.load` returned) the loop
     continues after that epoch and, for the same seed, ends with the same weights as an
     uninterrupted run. The checkpointer writes the epochs it says are due, and the last one.
     """
+    average = weight_average(model, ema_decay)
+    evaluated = model if average is None else average.module  # what is validated and kept
     if resume_from is not None:
-        state, start_epoch = _restore(model, optimizer, resume_from), resume_from["epoch"] + 1
+        state, start_epoch = _restore(model, optimizer, resume_from, average), resume_from["epoch"] + 1
     else:
-        state, start_epoch = _Progress(best_state=state_dict_to_cpu(model.state_dict())), 0
+        state, start_epoch = _Progress(best_state=state_dict_to_cpu(evaluated.state_dict())), 0
 
     def save_checkpoint(epoch: int) -> None:
         loop_state = {**state.loop_state(), **(loop_extras() if loop_extras else {})}
         checkpointer.save(epoch=epoch, model=model, optimizer=optimizer, best_state=state.best_state,
-                          loop_state=loop_state)
+                          loop_state=loop_state, average=average)
 
     bar = _epoch_bar(start_epoch, max_epochs, progress)
     train_loader.data_wait_s = val_loader.data_wait_s = 0.0
@@ -218,8 +244,9 @@ def fit(
             stopped_early = True
             break
         metrics = _train_one_epoch(model, optimizer, train_loader, val_loader, epoch, device=device,
-                                   precision=precision, grad_clip=grad_clip, input_noise=input_noise)
-        state.record(epoch, metrics, model)
+                                   precision=precision, grad_clip=grad_clip, input_noise=input_noise,
+                                   average=average)
+        state.record(epoch, metrics, evaluated)
         log.info("epoch %d/%d train_loss %.5g val_loss %.5g (%.2fs)", epoch + 1, max_epochs,
                  metrics["train_loss"], metrics["val_loss"], metrics["epoch_time_s"])
         bar.set_postfix(train=f"{metrics['train_loss']:.4g}", val=f"{metrics['val_loss']:.4g}")
