@@ -218,12 +218,11 @@ def fit(
 ) -> FitResult:
     """Train for up to `max_epochs`, keep the weights with the lowest validation loss.
 
-    `input_noise` > 0: a denoising autoencoder (Gaussian noise on the training inputs only, every
-    loss against the clean series). `ema_decay` > 0: validate and keep an exponential moving average
-    of the weights (`weight_average`) rather than the last step's. With `resume_from` (what `Checkpointer.load` returned) the loop
-    continues after that epoch and, for the same seed, ends with the same weights as an
-    uninterrupted run. The checkpointer writes the epochs it says are due, and the last one.
-    """
+    `input_noise` > 0: a denoising autoencoder (noisy training inputs, every loss against the clean
+    series). `ema_decay` > 0: validate and keep a moving average of the weights (`weight_average`).
+    With `resume_from` (what `Checkpointer.load` returned) the loop continues after that epoch and,
+    for the same seed, ends with the same weights as an uninterrupted run. The checkpointer writes
+    the epochs it says are due, and the last one."""
     average = weight_average(model, ema_decay)
     evaluated = model if average is None else average.module  # what is validated and kept
     if resume_from is not None:
