@@ -197,6 +197,13 @@ def _epoch_bar(start_epoch: int, max_epochs: int, progress: bool | None) -> tqdm
                 disable=not (sys.stderr.isatty() if progress is None else progress))
 
 
+def _show_epoch(bar: tqdm, epoch: int, max_epochs: int, metrics: dict[str, float]) -> None:
+    """The epoch's losses in the log and on the progress bar."""
+    log.info("epoch %d/%d train_loss %.5g val_loss %.5g (%.2fs)", epoch + 1, max_epochs,
+             metrics["train_loss"], metrics["val_loss"], metrics["epoch_time_s"])
+    bar.set_postfix(train=f"{metrics['train_loss']:.4g}", val=f"{metrics['val_loss']:.4g}")
+
+
 def fit(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -213,8 +220,7 @@ def fit(
     callbacks: Sequence[EpochCallback] = (),
     progress: bool | None = None,
     loop_extras: Callable[[], dict[str, Any]] | None = None,
-    input_noise: float = 0.0,
-    ema_decay: float = 0.0,
+    input_noise: float = 0.0, ema_decay: float = 0.0,  # the denoising input and the weight average
 ) -> FitResult:
     """Train for up to `max_epochs`, keep the weights with the lowest validation loss.
 
@@ -235,9 +241,8 @@ def fit(
         checkpointer.save(epoch=epoch, model=model, optimizer=optimizer, best_state=state.best_state,
                           loop_state=loop_state, average=average)
 
-    bar = _epoch_bar(start_epoch, max_epochs, progress)
+    bar, stopped_early, t_start = _epoch_bar(start_epoch, max_epochs, progress), False, time.perf_counter()
     train_loader.data_wait_s = val_loader.data_wait_s = 0.0
-    stopped_early, t_start = False, time.perf_counter()
     for epoch in bar:
         if state.history and patience and state.bad_epochs >= patience:
             stopped_early = True
@@ -246,9 +251,7 @@ def fit(
                                    precision=precision, grad_clip=grad_clip, input_noise=input_noise,
                                    average=average)
         state.record(epoch, metrics, evaluated)
-        log.info("epoch %d/%d train_loss %.5g val_loss %.5g (%.2fs)", epoch + 1, max_epochs,
-                 metrics["train_loss"], metrics["val_loss"], metrics["epoch_time_s"])
-        bar.set_postfix(train=f"{metrics['train_loss']:.4g}", val=f"{metrics['val_loss']:.4g}")
+        _show_epoch(bar, epoch, max_epochs, metrics)
         if checkpointer is not None and checkpointer.due():
             save_checkpoint(epoch)
         for callback in callbacks:
