@@ -84,6 +84,25 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
     pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def running_trials(db: Path, study_name: str = "rnn_ae-synthetic") -> list | None:
+    """The trials of a study a running sweep writes to, or None while it has no study yet.
+
+    Opens the database the way the sweep does (`make_storage`, under its schema lock): a poll
+    that opened a new SQLite file bare could create the schema tables at the same instant as the
+    sweep, and one of the two would fail with "table ... already exists".
+    """
+    import optuna
+
+    from latentsweep.sweeps.storage import make_storage
+
+    if not db.exists():  # (opening a missing SQLite file would create it)
+        return None
+    try:
+        return optuna.load_study(study_name=study_name, storage=make_storage(f"sqlite:///{db}")).trials
+    except KeyError:  # the database exists, the study not yet
+        return None
+
+
 @functools.lru_cache(maxsize=1)
 def _store_template() -> Path:
     """An empty, migrated MLflow SQLite store, made once per session (migrations take ~5 s)."""

@@ -25,7 +25,7 @@ from latentsweep.errors import ConfigError
 from latentsweep.sweeps import token_lock
 from latentsweep.sweeps.remote_storage import open_remote
 from latentsweep.sweeps.storage import ask_lock, make_storage, normalize_url
-from tests.hardening_kit import cli_env, train_cmd, wait_for
+from tests.hardening_kit import cli_env, running_trials, train_cmd, wait_for
 from tests.pg import free_port, pg_available, postgres_server
 
 SPACE = ["model.cell=choice(gru,lstm)", "optimizer.lr=tag(log, interval(1e-3, 3e-2))"]
@@ -188,10 +188,7 @@ def test_a_killed_submitit_job_continues_its_trial_from_its_checkpoint(tmp_path)
                   "trainer.checkpoint_every_s=0")  # every epoch checkpointed: the kill lands after the first
 
     def first_epoch_reported() -> bool:
-        with contextlib.suppress(Exception):  # the study is not created yet
-            return any(t.intermediate_values for t in optuna.load_study(
-                study_name="rnn_ae-synthetic", storage=f"sqlite:///{db}").trials)
-        return False
+        return any(t.intermediate_values for t in running_trials(db) or [])
 
     try:
         wait_for(lambda: proc.poll() is not None or first_epoch_reported(), 150, "trial 0's first epoch",

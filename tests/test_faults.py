@@ -16,7 +16,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-import sqlalchemy.exc
 import torch
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
@@ -32,6 +31,7 @@ from tests.hardening_kit import (
     cli_env,
     empty_store,
     mlflow_servers,
+    running_trials,
     stop_group,
     train_cmd,
     wait_for,
@@ -125,16 +125,9 @@ def _trial_run(uri: str, number: int):
     return run, sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_loss"))
 
 
-def _second_trial_mid_run(db, study) -> bool:
+def _second_trial_mid_run(db) -> bool:
     """Trial 0 ended and trial 1 is RUNNING with at least 3 epochs reported."""
-    if not db.exists():  # (opening a missing SQLite file would create it)
-        return False
-    try:
-        trials = study().trials
-    except KeyError:  # the database exists, the study not yet
-        return False
-    except sqlalchemy.exc.IntegrityError:  # the sweep is creating the database's tables as this poll opens it
-        return False
+    trials = running_trials(db) or []
     return (len(trials) == 2 and trials[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
             and trials[1].state == TrialState.RUNNING and len(trials[1].intermediate_values) >= 3)
 
@@ -155,7 +148,7 @@ def test_kill_9_sweep_mid_trial_and_the_same_command_continues_the_trial_from_it
 
     proc = _popen(tmp_path, *command, sweep=True)
     try:
-        wait_for(lambda: proc.poll() is not None or _second_trial_mid_run(db, study), 150, "trial 1 to be mid-run",
+        wait_for(lambda: proc.poll() is not None or _second_trial_mid_run(db), 150, "trial 1 to be mid-run",
                  interval=0.2)
     finally:
         proc.kill()
@@ -203,15 +196,12 @@ def test_a_worker_process_that_dies_continues_its_trial_from_its_checkpoint(tmp_
                "hydra.sweeper.n_trials=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", f"tracking.uri={uri}"]
 
     def first_trial_running() -> bool:
-        try:
-            trials = optuna.load_study(study_name="rnn_ae-synthetic", storage=f"sqlite:///{db}").trials
-        except Exception:  # no study yet, or the sweeper is creating the schema right now: poll again
-            return False
+        trials = running_trials(db)
         return bool(trials) and len(trials[0].intermediate_values) >= 3
 
     proc = _popen(tmp_path, *command, sweep=True)
     try:
-        wait_for(lambda: proc.poll() is not None or (db.exists() and first_trial_running()), 150,
+        wait_for(lambda: proc.poll() is not None or first_trial_running(), 150,
                  "trial 0 to be mid-run", interval=0.2)
         workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "popen_loky"], capture_output=True,
                                  text=True).stdout.split()
