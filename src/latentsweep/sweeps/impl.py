@@ -8,6 +8,8 @@ Reused from upstream (hydra_plugins.hydra_optuna_sweeper): sampler instantiation
 - a study created with a pruner, in an RDB storage with heartbeats; each job gets the study, its
   trial id and the pruner as `++sweep.*` overrides and reports val_loss every epoch (`sweeps.trial`);
 - `n_trials` is the study's target total: a rerun runs only what is missing (resume);
+- each trial's config composed once per sweep and copied, not composed from the YAML files per
+  trial (`sweeps.composing`);
 - trials handed to the joblib launcher one per free worker, told as each ends (`sweeps.launching`),
   and to submitit (SLURM) one job per trial the same way (`sweeps.submitit_jobs`);
 - a parent MLflow run per study with nested trial runs; at the end (`sweeps.summary`) figures and
@@ -42,8 +44,8 @@ from ..objectives import objective_names
 from ..parallel import GpuSlots, visible_gpus
 from ..tracking.store import resolve_tracking_uri
 from ..tracking.sweep_runs import find_trial_run, finish_sweep_run, sweep_parent_run
+from . import composing, spaces
 from . import families as fam
-from . import spaces
 from .heartbeat import Heartbeat
 from .loop import Plan, Scheduler, SweepState, quote
 from .pruners import make_pruner
@@ -87,6 +89,10 @@ class LatentSweepImpl(SweepSummary, OptunaSweeperImpl):
         self.space: spaces.TrialSpace | None = None  # a single-model sweep's space
 
     # --- set-up ------------------------------------------------------------------------------------
+    def setup(self, *, hydra_context: Any, task_function: Any, config: Any) -> None:
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        composing.install(self.launcher)  # each trial's config: composed once per sweep, not per trial
+
     def _directions(self) -> list[str]:
         """The objective decides (one direction per objective); a contradicting user value is an error."""
         objective = self.config.objective
