@@ -34,6 +34,7 @@ from latentsweep.tasks.setup import setup_task
 from latentsweep.tracking import load_model
 from latentsweep.training import fit, seed_everything
 from tests.conftest import TINY, compose_config
+from tests.hardening_kit import empty_store
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFY = ["task=classify", "trainer.patience=null", "tracking.n_reconstructions=0"]
@@ -136,7 +137,7 @@ def test_classifier_beats_the_majority_class_and_logs_its_scores(make_cfg, mlflo
 def autoencoder_run(tmp_path_factory):
     """One rnn_ae run (hidden 24, latent 6) in its own store; classifiers start from it."""
     folder = tmp_path_factory.mktemp("pretrain")
-    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    uri = empty_store(folder / "mlruns")
     cfg = compose_config([*TINY, f"tracking.uri={uri}", "trainer.checkpoint_dir=null", "model.hidden_size=24",
                           "model.latent_dim=6", "trainer.max_epochs=1", "tracking.n_reconstructions=0"])
     train(cfg)
@@ -229,7 +230,7 @@ def test_classification_sweep_maximises_macro_f1(tmp_path):
            "'optimizer.lr=choice(0.01,0.02)'", "data.n_series=48", "data.shortest=10", "data.longest=20",
            "data.batch_size=16", "model=rnn_ae", "model.hidden_size=16", "model.latent_dim=4", "trainer.max_epochs=2",
            "trainer.progress=false", "trainer.num_threads=1", "tracking.n_reconstructions=0",
-           f"tracking.uri=sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"]
+           f"tracking.uri={empty_store(tmp_path / 'mlruns')}"]
     proc = subprocess.run(" ".join(cmd), shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

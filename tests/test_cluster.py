@@ -25,7 +25,7 @@ from latentsweep.errors import ConfigError
 from latentsweep.sweeps import token_lock
 from latentsweep.sweeps.remote_storage import open_remote
 from latentsweep.sweeps.storage import ask_lock, make_storage, normalize_url
-from tests.hardening_kit import cli_env, running_trials, train_cmd, wait_for
+from tests.hardening_kit import cli_env, empty_store, running_trials, train_cmd, wait_for
 from tests.pg import free_port, pg_available, postgres_server
 
 SPACE = ["model.cell=choice(gru,lstm)", "optimizer.lr=tag(log, interval(1e-3, 3e-2))"]
@@ -154,7 +154,7 @@ SUBMITIT = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "h
 
 @pytest.mark.slow
 def test_a_submitit_sweep_runs_every_trial_as_a_nested_run_and_registers_the_best(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    uri = empty_store(tmp_path / "mlruns")
     rc, out, err = _finish(_popen(tmp_path, *SUBMITIT, *SPACE, "trainer.max_epochs=1", "hydra.sweeper.n_jobs=4",
                                   "hydra.sweeper.n_trials=4", "hydra.sweeper.register_best=true",
                                   f"tracking.uri={uri}"))

@@ -30,6 +30,7 @@ from latentsweep.data.synthetic import make_synthetic
 from latentsweep.errors import ConfigError
 from latentsweep.sweeps import families, leaderboard
 from latentsweep.sweeps.pruners import make_pruner
+from tests.hardening_kit import empty_store
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILIES = ["rnn_ae", "conv_ae", "transformer_ae"]
@@ -41,6 +42,8 @@ TINY = ["data.n_series=40", "data.shortest=10", "data.longest=20", "trainer.max_
 def run_sweep(cwd: Path, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(MPLBACKEND="Agg", GIT_PYTHON_REFRESH="quiet", PYTHONWARNINGS="ignore")
+    if not (cwd / "mlruns" / "mlflow.db").exists():
+        empty_store(cwd / "mlruns")  # migrated once per session, not once per sweep
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/sweeper=optuna",
            f"model=choice({','.join(FAMILIES)})", *TINY, f"tracking.uri=sqlite:///{cwd / 'mlruns' / 'mlflow.db'}",
            *args]

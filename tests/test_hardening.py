@@ -59,8 +59,8 @@ def _check(stored, call, exc_type, pattern):
 # --- storage: the MLflow store ---------------------------------------------------------------------
 
 def test_unwritable_mlflow_store_folder(make_cfg, stored, tmp_path):
-    folder = tmp_path / "mlruns"
-    folder.mkdir()
+    folder = tmp_path / "elsewhere" / "mlruns"  # (tmp_path/mlruns holds make_cfg's own store)
+    folder.mkdir(parents=True)
     with read_only(folder):
         cfg = make_cfg([*STORED, f"tracking.uri=sqlite:///{folder / 'mlflow.db'}"], tiny=False)
         _check(stored, lambda: train(cfg), TrackingError, "MLflow store folder .*mlruns is not writable")
@@ -74,8 +74,8 @@ def test_mlflow_store_folder_under_a_regular_file(make_cfg, stored, tmp_path):
 
 
 def test_mlflow_store_that_is_not_a_database(make_cfg, stored, tmp_path):
-    damaged = tmp_path / "mlruns" / "mlflow.db"
-    damaged.parent.mkdir()
+    damaged = tmp_path / "elsewhere" / "mlruns" / "mlflow.db"  # (tmp_path/mlruns holds make_cfg's own store)
+    damaged.parent.mkdir(parents=True)
     damaged.write_text("not a database\n" * 200)
     cfg = make_cfg([*STORED, f"tracking.uri=sqlite:///{damaged}"], tiny=False)
     _check(stored, lambda: train(cfg), TrackingError, "cannot open the MLflow store .*file is not a database")

@@ -29,6 +29,7 @@ from latentsweep.pipeline import load_data, make_loaders
 from latentsweep.sweeps.outcomes import classify
 from latentsweep.sweeps.spaces import merge_overrides
 from latentsweep.tracking import load_registered_model
+from tests.hardening_kit import empty_store
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = "rnn_ae-synthetic"
@@ -42,6 +43,8 @@ TINY = ["~search",  # the tests give their own (small) spaces on the command lin
 def run_sweep(cwd: Path, *args: str, check: bool = True, wait: bool = True):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(MPLBACKEND="Agg", GIT_PYTHON_REFRESH="quiet", PYTHONWARNINGS="ignore")
+    if not (cwd / "mlruns" / "mlflow.db").exists():
+        empty_store(cwd / "mlruns")  # migrated once per session, not once per sweep
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/sweeper=optuna", *TINY,
            f"tracking.uri=sqlite:///{cwd / 'mlruns' / 'mlflow.db'}", *args]
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
