@@ -10,6 +10,8 @@ TORCH_INDEX := https://download.pytorch.org/whl/$(TORCH)
 PORT   ?= 5000
 # := (not ?=): an exported $HOST must not open the UI to the network; `make ui HOST=...` still does
 HOST   := 127.0.0.1
+# pytest-xdist workers for `make test` (each a file at a time; tests/conftest.py splits the cores)
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast lint train sweep analyze ui dashboard ucr-data bench bench-quick bench-storage gpu-check gpu-baseline gpu-wheels clean
@@ -27,8 +29,8 @@ install: $(PY) ## .venv + the project and dev tools; TORCH=cpu: CPU torch from P
 	elif [ -n "$(TORCH_VERSION)" ]; then $(PY) -m pip install -q "torch==$(TORCH_VERSION)"; fi
 	$(PY) -m pip install -q -e ".[dev]"
 
-test: ## the whole test suite (CPU; GPU tests skip without CUDA)
-	$(PY) -m pytest -q
+test: ## the whole test suite on TEST_WORKERS=2 processes (CPU; GPU tests skip without CUDA)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: ## unit and in-process tests only, target < 3 min on 2 cores (skips the tests marked slow)
 	$(PY) -m pytest -q -m "not slow"

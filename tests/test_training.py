@@ -58,7 +58,9 @@ def _final_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(make_cfg, tmp_path, mlflow_uri):
-    common = ["trainer.patience=null", "model.dropout=0.2", "model.num_layers=2"]  # dropout: RNG must resume too
+    # dropout: the RNG must resume too. One thread: bit-identical weights need the same thread count
+    # in every run, and the thread rule would change it when another run (a test worker) starts
+    common = ["trainer.patience=null", "model.dropout=0.2", "model.num_layers=2", "trainer.num_threads=1"]
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     train(make_cfg([*common, "trainer.max_epochs=4", f"trainer.checkpoint_dir={full_dir}"]))
     train(make_cfg([*common, "trainer.max_epochs=2", f"trainer.checkpoint_dir={part_dir}"]))
@@ -84,7 +86,7 @@ def test_weight_average_resumes_exactly_and_is_what_the_run_keeps(make_cfg, tmp_
 
     from latentsweep.errors import CheckpointError
 
-    common = ["trainer.patience=null", "trainer.ema_decay=0.9"]
+    common = ["trainer.patience=null", "trainer.ema_decay=0.9", "trainer.num_threads=1"]  # one thread: as above
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     averaged = train(make_cfg([*common, "trainer.max_epochs=4", f"trainer.checkpoint_dir={full_dir}"]))
     train(make_cfg([*common, "trainer.max_epochs=2", f"trainer.checkpoint_dir={part_dir}"]))
