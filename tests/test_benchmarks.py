@@ -367,10 +367,30 @@ def test_selection_summary_picks_each_criterions_best_trial_and_orients_val_loss
 
     trials = pd.DataFrame({"trial": [0, 1, 2], "val_loss": [0.3, 0.1, 0.2], "trustworthiness": [0.9, 0.8, 0.7],
                            "test_svm_accuracy": [0.5, 0.9, 0.7], "test_spectral_nmi": [0.1, 0.3, 0.2]})
-    out = study_summary(trials, {"test_svm_accuracy": 0.6, "test_spectral_nmi": 0.2})["criteria"]
+    summary = study_summary(trials, {"test_svm_accuracy": 0.6, "test_spectral_nmi": 0.2})
+    assert summary["trials_at_or_above_raw"] == 2  # trials 1 and 2; trial 0 is below raw on both
+    out = summary["criteria"]
     assert out["val_loss"]["chosen_trial"] == 1 and out["val_loss"]["rho_test_svm_accuracy"] == pytest.approx(1.0)
     assert out["trustworthiness"]["chosen_trial"] == 0 and out["trustworthiness"]["chosen_test_svm_accuracy"] == 0.5
     assert out["trustworthiness"]["rho_test_spectral_nmi"] == pytest.approx(-0.5)
+
+
+def test_selection_summary_gives_the_chance_that_a_random_trial_is_at_or_above_raw_in_every_run(tmp_path):
+    import pandas as pd
+
+    from benchmarks.bench_selection import per_study_table, summarise
+
+    raw = {"test_svm_accuracy": 0.6, "test_spectral_nmi": 0.2}
+    svm = {"A-seed0": [0.7, 0.7, 0.5, 0.7], "B-seed0": [0.7, 0.5, 0.5, 0.5]}  # 3 of 4, then 1 of 4 at or above
+    for stem, accuracy in svm.items():
+        pd.DataFrame({"trial": range(4), "val_loss": [0.4, 0.3, 0.2, 0.1], "rankme": [1.0, 2, 3, 4],
+                      "trustworthiness": [0.9, 0.8, 0.7, 0.6], "stability": [0.1, 0.2, 0.3, 0.4],
+                      "silhouette": [0.4, 0.3, 0.2, 0.1], "svm_cv_accuracy": [0.5, 0.6, 0.7, 0.8],
+                      "test_svm_accuracy": accuracy, "test_spectral_nmi": 0.3}).to_parquet(tmp_path / f"trials-{stem}.parquet")
+        (tmp_path / f"raw-{stem}.json").write_text(json.dumps({"raw": raw}))
+    summary = summarise(tmp_path)
+    assert summary["checks"]["chance_every_run_for_a_random_trial"] == pytest.approx(3 / 4 * 1 / 4)
+    assert "| 3 of 4 " in per_study_table(summary) and "| 1 of 4 " in per_study_table(summary)
 
 
 def test_the_cv_estimator_benchmark_scores_each_saved_model_both_ways(tmp_path):
