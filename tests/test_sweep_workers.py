@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from latentsweep import tracking
 from latentsweep.sweeps.heartbeat import Heartbeat
 from latentsweep.sweeps.impl import LatentSweepImpl
-from latentsweep.sweeps.summary import parent_run_status
+from latentsweep.sweeps.summary import best_value_line, parent_run_status, tied_with_best
 
 
 class FakeStorage:
@@ -114,3 +114,27 @@ def test_a_crashing_sweeper_does_not_end_a_working_siblings_parent_run(two_sweep
     study.tell(b, 0.25)
     impl._finish(study, url, uri, parent, [TrialState.COMPLETE], "FINISHED")
     assert client.get_run(parent).info.status == "FINISHED"
+
+
+def test_a_tie_for_the_best_value_is_named_on_the_terminal_and_in_the_results(two_sweepers_one_study, capsys):
+    """A discrete score ties often on small data; the study then picks one of the tied trials by its
+    storage's order, so the summary names the others."""
+    impl, study, b, url, uri, parent, client = two_sweepers_one_study
+    study.tell(b, 0.5)  # trial 1 ties trial 0
+    study.tell(study.ask(), 0.75)  # trial 2 does not
+    impl._finish(study, url, uri, parent, [TrialState.COMPLETE], "FINISHED")
+    best = study.best_trial.number
+    other = 1 - best
+    assert f"best value: 0.5 (trial {best}; tied with trial {other})" in capsys.readouterr().out
+    saved = OmegaConf.load(f"{impl.config.hydra.sweep.dir}/optimization_results.yaml")
+    assert saved.best_trial == best and list(saved.best_tied_with) == [other]
+
+
+def test_the_best_value_line_lists_at_most_ten_tied_trials():
+    study = optuna.create_study()
+    for _ in range(13):
+        study.tell(study.ask(), 1.0)
+    best = study.best_trial
+    line = best_value_line(best, tied_with_best(study.trials, best))
+    assert line.startswith(f"best value: 1 (trial {best.number}; tied with trials ") and line.endswith(" and 2 more)")
+    assert best_value_line(best, []) == f"best value: 1 (trial {best.number})"
