@@ -97,6 +97,7 @@ class Ending:
     pareto: list[dict[str, Any]] | None
     best_run: str | None
     infeasible: list[dict[str, Any]] = field(default_factory=list)
+    tied: list[int] = field(default_factory=list)  # other trials with the best value (tied_with_best)
     version: str | None = None
     board: Any = None  # the family leaderboard (a DataFrame)
     results: dict[str, Any] = field(default_factory=dict)
@@ -134,7 +135,7 @@ class SweepSummary:
         pareto = [{"trial": t.number, "values": list(t.values), "params": dict(t.params),
                    "mlflow_run": t.user_attrs.get("mlflow_run_id")} for t in study.best_trials] if multi else None
         end = Ending(study, trials, counts, best, pareto, best.user_attrs.get("mlflow_run_id") if best else None,
-                     infeasible=infeasible_trials(trials))
+                     infeasible=infeasible_trials(trials), tied=tied_with_best(trials, best) if best else [])
         register = bool(parent and self.register_best and status == "FINISHED")
         if best and end.best_run and register:
             with ask_lock(url):  # two workers finishing together register one version
@@ -151,7 +152,7 @@ class SweepSummary:
                 "this_run": {s.name.lower(): done.count(s) for s in FINISHED},
                 "best_value": best.value if best else None, "best_params": dict(best.params) if best else None,
                 "best_trial": best.number if best else None, "best_mlflow_run": end.best_run,
-                "best_tied_with": tied_with_best(end.trials, best) if best else [],
+                "best_tied_with": end.tied,
                 "mlflow_parent_run": parent, "tracking_uri": uri,
                 "registered_model": f"{self._registry_name()}@best (v{end.version})" if end.version else None,
                 **({"pareto_front": end.pareto} if end.pareto is not None else {}),
@@ -194,7 +195,7 @@ class SweepSummary:
         lines = [f"study {end.study.study_name} in {redact(url)}: "
                  + ", ".join(f"{v} {k}" for k, v in end.counts.items() if v)]
         if best:
-            lines += [best_value_line(best, tied_with_best(end.trials, best)),
+            lines += [best_value_line(best, end.tied),
                       f"best params: {json.dumps(best.params)}"]
         elif end.pareto:
             lines.append(f"Pareto front ({len(end.pareto)} trials, objectives {self.config.objective}):")
